@@ -1,0 +1,1 @@
+//! OSL: the OpenSet scripting language (front end, compiler, interpreter).

@@ -1,0 +1,753 @@
+//! The database of one node: catalog, partitions, the group-committing
+//! writer, recovery and the schema operations.
+//!
+//! Writes flow through one committer thread: it takes every pending insert,
+//! appends them to the partition logs with one sync per partition (group
+//! commit), applies them to the partitions in log order, and only then
+//! answers the callers. So an acknowledged insert is durable and visible, and
+//! apply order equals log order, which keeps replay deterministic.
+
+use crate::catalog::Catalog;
+use crate::codec::{decode_entry, encode_entry};
+use crate::error::StoreError;
+use crate::ingest::{validate, RawRecord, RecordError, UnknownPolicy};
+use crate::log::{LocalLog, Lsn, PartitionLog};
+use crate::partition::PartitionState;
+use crate::record::Record;
+use crate::schema::{
+    check_property_name, parse_create_body, valid_table_name, PropType, PropertyDef, TableSchema,
+    MAX_PROPERTIES,
+};
+use crate::snapshot;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
+use std::time::Instant;
+
+/// How a database is opened.
+#[derive(Clone, Debug)]
+pub struct DbConfig {
+    /// Directory holding the catalog, logs and snapshots.
+    pub data_dir: PathBuf,
+    /// A partition is snapshotted (and its log cut) once its log holds this many bytes.
+    pub snapshot_bytes: u64,
+    /// Fault injection for tests: log appends fail after this many bytes.
+    pub fail_log_after_bytes: Option<u64>,
+}
+
+impl DbConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> DbConfig {
+        DbConfig {
+            data_dir: data_dir.into(),
+            snapshot_bytes: 256 << 20,
+            fail_log_after_bytes: None,
+        }
+    }
+}
+
+/// Options of one insert request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InsertOptions {
+    /// Store valid records even when others are invalid.
+    pub partial: bool,
+    /// What to do with properties the table lacks.
+    pub unknown: UnknownPolicy,
+}
+
+/// What an insert did.
+#[derive(Debug, Default)]
+pub struct InsertReport {
+    /// Records stored.
+    pub accepted: usize,
+    /// Stored records that took the receive time.
+    pub stamped: usize,
+    /// Invalid records.
+    pub rejected: usize,
+    /// Problems, index order.
+    pub errors: Vec<RecordError>,
+    /// Unknown properties skipped (with `unknown=ignore`).
+    pub ignored: BTreeMap<String, u64>,
+}
+
+/// The answer to adding a property.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AddProperty {
+    /// The property was added.
+    Added,
+    /// An identical property already existed; nothing changed.
+    Unchanged,
+}
+
+/// Customer and event totals.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    /// Customers over all tables.
+    pub customers: u64,
+    /// Events over all tables.
+    pub events: u64,
+}
+
+enum Msg {
+    Append {
+        entries: Vec<(u32, Vec<u8>, Vec<Record>, u64)>,
+        reply: SyncSender<Result<(), StoreError>>,
+    },
+    DropTable {
+        uid: u64,
+        reply: SyncSender<Result<(), StoreError>>,
+    },
+    DropProperty {
+        uid: u64,
+        prop: u32,
+        reply: SyncSender<Result<(), StoreError>>,
+    },
+}
+
+/// The partitions of an initialised node.
+pub struct Engine {
+    partition_count: u32,
+    parts: Arc<Vec<RwLock<PartitionState>>>,
+    tx: Mutex<Sender<Msg>>,
+}
+
+impl Engine {
+    /// Number of partitions.
+    pub fn partition_count(&self) -> u32 {
+        self.partition_count
+    }
+
+    /// Read access to one partition (queries hold it while they scan).
+    pub fn read(&self, p: u32) -> RwLockReadGuard<'_, PartitionState> {
+        self.parts[p as usize]
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn send(
+        &self,
+        build: impl FnOnce(SyncSender<Result<(), StoreError>>) -> Msg,
+    ) -> Result<(), StoreError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        let sent = self
+            .tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(build(reply));
+        if sent.is_err() {
+            return Err(StoreError::Unavailable("the writer has stopped".into()));
+        }
+        rx.recv()
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the writer has stopped".into())))
+    }
+}
+
+struct Shared {
+    config: DbConfig,
+    catalog: RwLock<Arc<Catalog>>,
+}
+
+impl Shared {
+    fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// One node's database.
+pub struct Db {
+    shared: Arc<Shared>,
+    engine: OnceLock<Engine>,
+    admin: Mutex<()>,
+    _lock: File,
+    started: Instant,
+}
+
+const MAX_PARTITIONS: u32 = 1000;
+
+impl Db {
+    /// Opens (creating) the data directory, takes its lock, and recovers
+    /// every partition from its snapshot and log.
+    pub fn open(config: DbConfig) -> Result<Db, StoreError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot write to data directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Locked(format!(
+                "data directory {} is in use by another openset process; stop it or choose another --data-dir",
+                dir.display()
+            )));
+        }
+        let catalog = Catalog::load(dir).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let partitions = catalog.partitions;
+        let db = Db {
+            shared: Arc::new(Shared {
+                config,
+                catalog: RwLock::new(Arc::new(catalog)),
+            }),
+            engine: OnceLock::new(),
+            admin: Mutex::new(()),
+            _lock: lock,
+            started: Instant::now(),
+        };
+        if let Some(n) = partitions {
+            db.start_engine(n)?;
+        }
+        Ok(db)
+    }
+
+    fn start_engine(&self, n: u32) -> Result<(), StoreError> {
+        let dir = &self.shared.config.data_dir;
+        let log = LocalLog::open(&dir.join("log"), n, self.shared.config.fail_log_after_bytes)?;
+        let catalog = self.shared.catalog();
+        let schema_of = |uid: u64| catalog.table_by_uid(uid);
+        let t0 = Instant::now();
+        let mut states: Vec<Option<Result<PartitionState, StoreError>>> =
+            (0..n).map(|_| None).collect();
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |c| c.get())
+            .min(n as usize)
+            .max(1);
+        std::thread::scope(|s| {
+            for (w, chunk) in states
+                .chunks_mut((n as usize).div_ceil(workers))
+                .enumerate()
+            {
+                let log = &log;
+                let schema_of = &schema_of;
+                let base = w * (n as usize).div_ceil(workers);
+                s.spawn(move || {
+                    for (i, slot) in chunk.iter_mut().enumerate() {
+                        *slot = Some(recover_partition(dir, log, (base + i) as u32, schema_of));
+                    }
+                });
+            }
+        });
+        let mut parts = Vec::with_capacity(n as usize);
+        for s in states {
+            parts.push(RwLock::new(s.unwrap_or(Err(StoreError::Corrupt(
+                "recovery did not run".into(),
+            )))?));
+        }
+        let parts = Arc::new(parts);
+        let counts = count(&parts);
+        tracing::info!(
+            partitions = n,
+            customers = counts.customers,
+            events = counts.events,
+            ms = t0.elapsed().as_millis() as u64,
+            "recovered"
+        );
+        let (tx, rx) = mpsc::channel();
+        let committer = Committer {
+            shared: self.shared.clone(),
+            parts: parts.clone(),
+            log: Box::new(log),
+        };
+        std::thread::Builder::new()
+            .name("committer".into())
+            .spawn(move || committer.run(rx))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let _ = self.engine.set(Engine {
+            partition_count: n,
+            parts,
+            tx: Mutex::new(tx),
+        });
+        Ok(())
+    }
+
+    /// The engine, once the node is initialised.
+    pub fn engine(&self) -> Result<&Engine, StoreError> {
+        self.engine.get().ok_or(StoreError::NotInitialized)
+    }
+
+    /// True once the node has partitions.
+    pub fn is_initialized(&self) -> bool {
+        self.engine.get().is_some()
+    }
+
+    /// The catalog as of now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.shared.catalog()
+    }
+
+    /// Time since open.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Makes this node a one-node cluster with `partitions` partitions and returns its name.
+    pub fn init(&self, partitions: u32, name: Option<String>) -> Result<String, StoreError> {
+        let _g = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_initialized() {
+            return Err(StoreError::AlreadyInitialized);
+        }
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
+            return Err(StoreError::Invalid(
+                "partitions must be >= 1 and <= 1000".into(),
+            ));
+        }
+        let name = name.unwrap_or_else(random_node_name);
+        self.update_catalog(|c| {
+            c.partitions = Some(partitions);
+            c.node_name = Some(name.clone());
+            Ok(())
+        })?;
+        self.start_engine(partitions)?;
+        Ok(name)
+    }
+
+    fn update_catalog(
+        &self,
+        change: impl FnOnce(&mut Catalog) -> Result<(), StoreError>,
+    ) -> Result<Arc<Catalog>, StoreError> {
+        let mut next = (*self.shared.catalog()).clone();
+        change(&mut next)?;
+        next.save(&self.shared.config.data_dir)?;
+        let next = Arc::new(next);
+        *self
+            .shared
+            .catalog
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = next.clone();
+        Ok(next)
+    }
+
+    /// The schema of table `name`.
+    pub fn table(&self, name: &str) -> Result<Arc<TableSchema>, StoreError> {
+        self.engine()?;
+        self.shared
+            .catalog()
+            .tables
+            .get(name)
+            .cloned()
+            .ok_or(StoreError::TableNotFound)
+    }
+
+    /// Creates a table from a create body (either form).
+    pub fn create_table(&self, name: &str, body: &Value) -> Result<Arc<TableSchema>, StoreError> {
+        self.engine()?;
+        if !valid_table_name(name) {
+            return Err(StoreError::Invalid("bad table name".into()));
+        }
+        let _g = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let mut created = None;
+        self.update_catalog(|c| {
+            if c.tables.contains_key(name) {
+                return Err(StoreError::Invalid("table already exists".into()));
+            }
+            let schema = Arc::new(
+                parse_create_body(name, c.next_table_uid, body).map_err(StoreError::Invalid)?,
+            );
+            c.next_table_uid += 1;
+            c.tables.insert(name.to_string(), schema.clone());
+            created = Some(schema);
+            Ok(())
+        })?;
+        created.ok_or(StoreError::TableNotFound)
+    }
+
+    /// Drops a table and its data.
+    pub fn drop_table(&self, name: &str) -> Result<(), StoreError> {
+        let engine = self.engine()?;
+        let _g = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let uid = self.table(name)?.uid;
+        self.update_catalog(|c| {
+            c.tables.remove(name);
+            Ok(())
+        })?;
+        engine.send(|reply| Msg::DropTable { uid, reply })
+    }
+
+    /// Adds a property; an identical existing one is a no-op.
+    pub fn add_property(
+        &self,
+        table: &str,
+        name: &str,
+        kind: PropType,
+        is_set: bool,
+        is_customer: bool,
+    ) -> Result<AddProperty, StoreError> {
+        self.engine()?;
+        let _g = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let schema = self.table(table)?;
+        check_property_name(name)
+            .map_err(|d| StoreError::Invalid(d.replace("properties name", "property name")))?;
+        if let Some(p) = schema.property(name) {
+            return if p.kind == kind && p.is_set == is_set && p.is_customer == is_customer {
+                Ok(AddProperty::Unchanged)
+            } else {
+                Err(StoreError::Invalid(format!(
+                    "property '{name}' already exists with a different definition"
+                )))
+            };
+        }
+        if schema.properties.len() >= MAX_PROPERTIES {
+            return Err(StoreError::Invalid(format!(
+                "too many properties: the limit is {MAX_PROPERTIES}"
+            )));
+        }
+        self.update_catalog(|c| {
+            let mut t = (*schema).clone();
+            t.properties.push(PropertyDef {
+                id: t.next_property_id,
+                name: name.into(),
+                kind,
+                is_set,
+                is_customer,
+            });
+            t.next_property_id += 1;
+            c.tables.insert(table.into(), Arc::new(t));
+            Ok(())
+        })?;
+        Ok(AddProperty::Added)
+    }
+
+    /// Drops a property and its values.
+    pub fn drop_property(&self, table: &str, name: &str) -> Result<(), StoreError> {
+        let engine = self.engine()?;
+        let _g = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let schema = self.table(table)?;
+        if matches!(name, "id" | "stamp" | "event" | "session") {
+            return Err(StoreError::Invalid(format!(
+                "cannot drop built-in property '{name}'"
+            )));
+        }
+        let prop = schema
+            .property(name)
+            .ok_or(StoreError::PropertyNotFound)?
+            .id;
+        self.update_catalog(|c| {
+            let mut t = (*schema).clone();
+            t.properties.retain(|p| p.id != prop);
+            c.tables.insert(table.into(), Arc::new(t));
+            Ok(())
+        })?;
+        engine.send(|reply| Msg::DropProperty {
+            uid: schema.uid,
+            prop,
+            reply,
+        })
+    }
+
+    /// Changes settings; returns the settings after the change.
+    pub fn update_settings(
+        &self,
+        table: &str,
+        body: &Map<String, Value>,
+    ) -> Result<Value, StoreError> {
+        self.engine()?;
+        let _g = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let schema = self.table(table)?;
+        let mut t = (*schema).clone();
+        t.settings.apply(body).map_err(StoreError::Invalid)?;
+        let json = t.settings.to_json();
+        self.update_catalog(|c| {
+            c.tables.insert(table.into(), Arc::new(t));
+            Ok(())
+        })?;
+        Ok(json)
+    }
+
+    /// Validates and (when valid, or with `partial`) durably stores records.
+    /// `now_ms` stamps records that have none. Returns once the stored
+    /// records are durable and visible to queries.
+    pub fn insert(
+        &self,
+        table: &str,
+        raw: Vec<RawRecord>,
+        opts: InsertOptions,
+        now_ms: i64,
+    ) -> Result<InsertReport, StoreError> {
+        let engine = self.engine()?;
+        let schema = self.table(table)?;
+        let v = validate(&schema, raw, opts.unknown, now_ms);
+        let mut report = InsertReport {
+            accepted: 0,
+            stamped: 0,
+            rejected: v.rejected,
+            errors: v.errors,
+            ignored: v.ignored,
+        };
+        if (v.rejected > 0 && !opts.partial) || v.records.is_empty() {
+            return Ok(report);
+        }
+        let n = engine.partition_count;
+        let accepted = v.records.len();
+        let mut by_part: Vec<Vec<Record>> = (0..n).map(|_| Vec::new()).collect();
+        for r in v.records {
+            by_part[r.id.partition(n) as usize].push(r);
+        }
+        let mut entries = Vec::new();
+        for (p, records) in by_part.into_iter().enumerate() {
+            if records.is_empty() {
+                continue;
+            }
+            let mut bytes = Vec::with_capacity(records.len() * 64);
+            let refs: Vec<&Record> = records.iter().collect();
+            encode_entry(schema.uid, &refs, &mut bytes);
+            entries.push((p as u32, bytes, records, schema.uid));
+        }
+        engine.send(|reply| Msg::Append { entries, reply })?;
+        report.accepted = accepted;
+        report.stamped = v.stamped;
+        Ok(report)
+    }
+
+    /// Customers and events over all tables.
+    pub fn counts(&self) -> Counts {
+        self.engine
+            .get()
+            .map(|e| count(&e.parts))
+            .unwrap_or_default()
+    }
+}
+
+fn count(parts: &[RwLock<PartitionState>]) -> Counts {
+    let mut c = Counts::default();
+    for p in parts {
+        let st = p.read().unwrap_or_else(|e| e.into_inner());
+        for t in st.tables.values() {
+            c.customers += t.customers.len() as u64;
+            c.events += t.event_count;
+        }
+    }
+    c
+}
+
+fn snapshot_dir(data_dir: &Path, p: u32) -> PathBuf {
+    data_dir.join("snapshots").join(format!("p{p:04}"))
+}
+
+fn recover_partition(
+    dir: &Path,
+    log: &LocalLog,
+    p: u32,
+    schema_of: &dyn Fn(u64) -> Option<Arc<TableSchema>>,
+) -> Result<PartitionState, StoreError> {
+    let mut state = snapshot::load_latest(&snapshot_dir(dir, p), schema_of)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        .unwrap_or_default();
+    let after = state.applied;
+    let last = log.replay(p, after, &mut |lsn, bytes| {
+        let entry = decode_entry(bytes).map_err(|e| format!("partition {p} entry {lsn}: {e}"))?;
+        apply_entry(&mut state, entry.table_uid, &entry.records, schema_of);
+        Ok(())
+    })?;
+    state.applied = last;
+    Ok(state)
+}
+
+fn apply_entry(
+    state: &mut PartitionState,
+    uid: u64,
+    records: &[Record],
+    schema_of: &dyn Fn(u64) -> Option<Arc<TableSchema>>,
+) {
+    // A table dropped since the entry was logged: its records are skipped.
+    let Some(schema) = schema_of(uid) else { return };
+    let table = state.tables.entry(uid).or_default();
+    for r in records {
+        table.apply(&schema, r, true);
+    }
+}
+
+struct Committer {
+    shared: Arc<Shared>,
+    parts: Arc<Vec<RwLock<PartitionState>>>,
+    log: Box<dyn PartitionLog>,
+}
+
+/// Most inserts taken into one group commit.
+const MAX_GROUP: usize = 256;
+
+impl Committer {
+    fn run(self, rx: Receiver<Msg>) {
+        while let Ok(first) = rx.recv() {
+            let mut appends = Vec::new();
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Append { entries, reply } => appends.push((entries, reply)),
+                    Msg::DropTable { uid, reply } => {
+                        self.commit(std::mem::take(&mut appends));
+                        let _ = reply.send(self.drop_table(uid));
+                    }
+                    Msg::DropProperty { uid, prop, reply } => {
+                        self.commit(std::mem::take(&mut appends));
+                        let _ = reply.send(self.drop_property(uid, prop));
+                    }
+                }
+                if appends.len() < MAX_GROUP {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.commit(appends);
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn commit(
+        &self,
+        group: Vec<(
+            Vec<(u32, Vec<u8>, Vec<Record>, u64)>,
+            SyncSender<Result<(), StoreError>>,
+        )>,
+    ) {
+        if group.is_empty() {
+            return;
+        }
+        let frames: Vec<(u32, &[u8])> = group
+            .iter()
+            .flat_map(|(e, _)| e.iter().map(|(p, b, _, _)| (*p, &b[..])))
+            .collect();
+        let lsns = match self.log.append(&frames) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "insert not stored");
+                let msg = e.to_string();
+                for (_, reply) in group {
+                    let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
+                }
+                return;
+            }
+        };
+        // Per partition, the entries in log order.
+        let mut work: BTreeMap<u32, Vec<(Lsn, u64, &[Record])>> = BTreeMap::new();
+        let mut i = 0;
+        for (entries, _) in &group {
+            for (p, _, records, uid) in entries {
+                work.entry(*p).or_default().push((lsns[i], *uid, records));
+                i += 1;
+            }
+        }
+        let catalog = self.shared.catalog();
+        let schema_of = |uid: u64| catalog.table_by_uid(uid);
+        let work: Vec<_> = work.into_iter().collect();
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |c| c.get())
+            .min(work.len())
+            .max(1);
+        let apply = |chunk: &[(u32, Vec<(Lsn, u64, &[Record])>)]| {
+            for (p, items) in chunk {
+                let mut st = self.parts[*p as usize]
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
+                for (lsn, uid, records) in items {
+                    apply_entry(&mut st, *uid, records, &schema_of);
+                    st.applied = *lsn;
+                }
+            }
+        };
+        if workers == 1 {
+            apply(&work);
+        } else {
+            std::thread::scope(|s| {
+                for chunk in work.chunks(work.len().div_ceil(workers)) {
+                    s.spawn(|| apply(chunk));
+                }
+            });
+        }
+        let touched: Vec<u32> = work.iter().map(|(p, _)| *p).collect();
+        drop(work);
+        for (_, reply) in group {
+            let _ = reply.send(Ok(()));
+        }
+        for p in touched {
+            if self.log.size(p) >= self.shared.config.snapshot_bytes {
+                self.snapshot_logged(p);
+            }
+        }
+    }
+
+    fn snapshot(&self, p: u32) -> Result<(), StoreError> {
+        let catalog = self.shared.catalog();
+        let (bytes, lsn) = {
+            let st = self.parts[p as usize]
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            (
+                snapshot::encode(&st, &|uid| catalog.table_by_uid(uid)),
+                st.applied,
+            )
+        };
+        snapshot::write(&snapshot_dir(&self.shared.config.data_dir, p), lsn, &bytes)?;
+        self.log.compact(p, lsn)?;
+        Ok(())
+    }
+
+    fn snapshot_logged(&self, p: u32) {
+        // A failed snapshot loses nothing: the log it would have replaced stays.
+        if let Err(e) = self.snapshot(p) {
+            tracing::warn!(partition = p, error = %e, "snapshot failed");
+        }
+    }
+
+    fn drop_table(&self, uid: u64) -> Result<(), StoreError> {
+        for part in self.parts.iter() {
+            part.write()
+                .unwrap_or_else(|e| e.into_inner())
+                .tables
+                .remove(&uid);
+        }
+        Ok(())
+    }
+
+    fn drop_property(&self, uid: u64, prop: u32) -> Result<(), StoreError> {
+        for (p, part) in self.parts.iter().enumerate() {
+            let changed = {
+                let mut st = part.write().unwrap_or_else(|e| e.into_inner());
+                st.tables
+                    .get_mut(&uid)
+                    .map(|t| t.remove_property(prop))
+                    .is_some()
+            };
+            // Snapshot now, so a replay never re-judges duplicates under the
+            // narrower schema differently from what memory holds.
+            if changed {
+                self.snapshot(p as u32)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn random_node_name() -> String {
+    const ADJ: &[&str] = &[
+        "brisk", "calm", "eager", "gentle", "jolly", "keen", "lucky", "mellow", "nimble", "proud",
+        "quiet", "swift", "tidy", "witty", "bold", "bright",
+    ];
+    const NOUN: &[&str] = &[
+        "otter", "falcon", "badger", "heron", "lynx", "marten", "owl", "panda", "raven", "seal",
+        "tiger", "wombat", "yak", "zebra", "fox", "hare",
+    ];
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let seed = xxhash_rust::xxh3::xxh3_64(&(nanos ^ u64::from(std::process::id())).to_le_bytes());
+    format!(
+        "{}-{}",
+        ADJ[(seed % ADJ.len() as u64) as usize],
+        NOUN[((seed >> 32) % NOUN.len() as u64) as usize]
+    )
+}
