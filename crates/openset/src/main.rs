@@ -1,1 +1,147 @@
-fn main() {}
+//! `openset`: the command-line entry point. Wires the store to the HTTP
+//! server; holds no logic of its own beyond start-up.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The sample data set that ships with the binary (`--sample-data`).
+const HIGHSTREET_EVENTS: &str = include_str!("../../../examples/highstreet.json");
+/// Its table definition.
+const HIGHSTREET_TABLE: &str = include_str!("../../../examples/highstreet_table.json");
+
+#[derive(Parser)]
+#[command(
+    name = "openset",
+    version,
+    about = "OpenSet: a programmable customer-event analytics database"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API on a data directory.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "OPENSET_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 picks a free one; the address is printed on stdout).
+    #[arg(long, env = "OPENSET_PORT", default_value_t = 8080)]
+    port: u16,
+    /// Directory for the catalog, logs and snapshots.
+    #[arg(long, env = "OPENSET_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Initialise a fresh node as a one-node cluster with this many partitions.
+    #[arg(long, env = "OPENSET_PARTITIONS")]
+    partitions: Option<u32>,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, env = "OPENSET_LOG_LEVEL", default_value = "info")]
+    log_level: tracing::Level,
+    /// Create the `highstreet` sample table and load its events if it does not exist.
+    #[arg(long, env = "OPENSET_SAMPLE_DATA")]
+    sample_data: bool,
+    /// Snapshot a partition once its log holds this many bytes.
+    #[arg(long, env = "OPENSET_SNAPSHOT_BYTES", default_value_t = 256 << 20)]
+    snapshot_bytes: u64,
+    /// Largest request body, raw or gzip-decoded, in bytes.
+    #[arg(long, env = "OPENSET_MAX_BODY_BYTES", default_value_t = 32 << 20)]
+    max_body_bytes: usize,
+    /// Most records in one insert request.
+    #[arg(long, env = "OPENSET_MAX_INSERT_RECORDS", default_value_t = 100_000)]
+    max_insert_records: usize,
+    /// Test-only fault injection: log appends fail after this many bytes.
+    #[arg(long, hide = true, env = "OPENSET_FAULT_LOG_FULL_AFTER_BYTES")]
+    fault_log_full_after_bytes: Option<u64>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let Command::Serve(args) = cli.command;
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = serve(args) {
+        eprintln!("openset: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let config = store::DbConfig {
+        data_dir: args.data_dir.clone(),
+        snapshot_bytes: args.snapshot_bytes,
+        fail_log_after_bytes: args.fault_log_full_after_bytes,
+    };
+    let db = store::Db::open(config).map_err(|e| e.to_string())?;
+    if let Some(n) = args.partitions {
+        if !db.is_initialized() {
+            let name = db
+                .init(n, None)
+                .map_err(|e| format!("--partitions {n}: {e}"))?;
+            tracing::info!(name, partitions = n, "initialised as a one-node cluster");
+        }
+    }
+    if args.sample_data {
+        load_sample(&db)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+            .await
+            .map_err(|e| format!("cannot listen on {}:{}: {e}", args.host, args.port))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let state = Arc::new(server::AppState {
+            db,
+            config: server::ServerConfig {
+                public_address: addr.to_string(),
+                max_body: args.max_body_bytes,
+                max_records: args.max_insert_records,
+                ..Default::default()
+            },
+            started: Instant::now(),
+        });
+        // Tests and scripts read this line to learn the port.
+        println!("listening on {addr}");
+        tracing::info!(%addr, data_dir = %args.data_dir.display(), "serving");
+        server::serve(listener, state)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+fn load_sample(db: &store::Db) -> Result<(), String> {
+    if !db.is_initialized() {
+        return Err("--sample-data needs an initialised node: add --partitions N".into());
+    }
+    if db.table("highstreet").is_ok() {
+        return Ok(());
+    }
+    let def: serde_json::Value =
+        serde_json::from_str(HIGHSTREET_TABLE).map_err(|e| e.to_string())?;
+    db.create_table("highstreet", &def)
+        .map_err(|e| e.to_string())?;
+    let raw =
+        store::ingest::parse_body(HIGHSTREET_EVENTS.as_bytes(), false).map_err(|e| e.detail)?;
+    let report = db
+        .insert("highstreet", raw, store::InsertOptions::default(), 0)
+        .map_err(|e| e.to_string())?;
+    if report.rejected > 0 {
+        return Err(format!("sample data rejected: {:?}", report.errors));
+    }
+    tracing::info!(events = report.accepted, "loaded sample table highstreet");
+    Ok(())
+}

@@ -1,1 +1,148 @@
-//! server
+//! The OpenSet HTTP API on axum: routes, parameters, bodies and error JSON.
+//! Handlers translate HTTP to calls on `store` and `query` and back; they
+//! hold no data of their own.
+
+pub mod body;
+pub mod error;
+pub mod params;
+mod routes;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use error::ApiError;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Limits and identity of the HTTP layer.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// `host:port` other nodes and clients should use (the `routes` list).
+    pub public_address: String,
+    /// Largest request body, raw or decoded (bytes).
+    pub max_body: usize,
+    /// Most records in one insert.
+    pub max_records: usize,
+    /// Largest JSON body of table, settings and subscription requests.
+    pub max_json_body: usize,
+    /// Longest URL (path plus query).
+    pub max_url: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            public_address: "127.0.0.1:8080".into(),
+            max_body: 32 << 20,
+            max_records: 100_000,
+            max_json_body: 1 << 20,
+            max_url: 16 << 10,
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    /// The node's database.
+    pub db: store::Db,
+    /// HTTP settings.
+    pub config: ServerConfig,
+    /// When the server started.
+    pub started: Instant,
+}
+
+/// Shared handle to the state.
+pub type State = Arc<AppState>;
+
+/// The service: routes wrapped in the protocol rules that apply to every path.
+pub fn app(state: State) -> axum::Router {
+    let max_url = state.config.max_url;
+    routes::router(state).layer(axum::middleware::from_fn(move |req, next| {
+        protocol(req, next, max_url)
+    }))
+}
+
+/// Serves `app(state)` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, state: State) -> std::io::Result<()> {
+    // Trailing-slash folding must happen before routing, so it wraps the router as a service.
+    let app = tower::ServiceBuilder::new()
+        .map_request(strip_trailing_slash)
+        .service(app(state));
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(app),
+    )
+    .await
+}
+
+fn strip_trailing_slash(mut req: Request) -> Request {
+    let path = req.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+        let pq = match req.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_string(),
+        };
+        if let Ok(uri) = pq.parse::<Uri>() {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+const ALLOW_METHODS: &str = "GET, POST, PUT, DELETE, OPTIONS";
+
+/// CORS, preflight, URL limit, and JSON bodies for the router's own 404/405.
+async fn protocol(req: Request, next: Next, max_url: usize) -> Response {
+    let mut resp = if req.method() == Method::OPTIONS {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        h.insert(
+            "access-control-allow-methods",
+            HeaderValue::from_static(ALLOW_METHODS),
+        );
+        h.insert(
+            "access-control-allow-headers",
+            HeaderValue::from_static("Content-Type, Content-Encoding, Authorization"),
+        );
+        r
+    } else if req.uri().to_string().len() > max_url {
+        ApiError::param(format!("URL is over the limit of {max_url} bytes")).into_response()
+    } else {
+        let path = req.uri().path().to_string();
+        let r = next.run(req).await;
+        let is_json = r
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        match r.status() {
+            StatusCode::NOT_FOUND if !is_json => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "config",
+                "general_error",
+                format!("no route for {path}"),
+            )
+            .into_response(),
+            StatusCode::METHOD_NOT_ALLOWED if !is_json => {
+                let allow = r.headers().get(header::ALLOW).cloned();
+                let mut e = ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "config",
+                    "general_error",
+                    format!("method not allowed on {path}"),
+                )
+                .into_response();
+                if let Some(a) = allow {
+                    e.headers_mut().insert(header::ALLOW, a);
+                }
+                e
+            }
+            _ => r,
+        }
+    };
+    resp.headers_mut()
+        .insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    resp
+}

@@ -1,0 +1,83 @@
+//! The route table (rest spec section 0) and the handlers, one module per area.
+
+mod cluster;
+mod insert;
+mod queries;
+mod tables;
+
+use crate::State;
+use axum::routing::{get, post, put};
+use axum::Router;
+
+/// Every public path, old aliases included.
+pub fn router(state: State) -> Router {
+    Router::new()
+        .route("/ping", get(cluster::ping))
+        .route("/status", get(cluster::status))
+        .route("/v1/status", get(cluster::status))
+        .route("/v1/version", get(cluster::version))
+        .route("/v1/cluster/init", put(cluster::init))
+        .route("/v1/cluster/is_member", get(cluster::is_member))
+        .route("/v1/internode/is_member", get(cluster::is_member))
+        .route("/v1/tables", get(tables::list))
+        .route(
+            "/v1/table/{table}",
+            post(tables::create)
+                .get(tables::describe)
+                .delete(tables::drop),
+        )
+        .route("/v1/table/{table}/settings", put(tables::settings))
+        .route(
+            "/v1/table/{table}/property/{name}",
+            put(tables::add_property).delete(tables::drop_property),
+        )
+        .route(
+            "/v1/table/{table}/column/{spec}",
+            put(tables::add_column).delete(tables::drop_column),
+        )
+        .route(
+            "/v1/table/{table}/revent/{name}",
+            get(tables::revent)
+                .post(tables::revent)
+                .delete(tables::revent),
+        )
+        .route("/v1/insert/{table}", post(insert::insert))
+        .route("/v1/query/{table}/customer", get(queries::customer))
+        .route("/v1/query/{table}/person", get(queries::customer))
+        .route("/v1/query/{table}/event", post(queries::not_yet))
+        .route("/v1/query/{table}/events", post(queries::not_yet))
+        .route("/v1/query/{table}/segment", post(queries::not_yet))
+        .route("/v1/query/{table}/counts", post(queries::not_yet))
+        .route("/v1/query/{table}/property/{name}", get(queries::not_yet))
+        .route("/v1/query/{table}/column/{name}", get(queries::not_yet))
+        .route("/v1/query/{table}/histogram/{name}", post(queries::not_yet))
+        .route("/v1/query/{table}/batch", post(queries::not_yet))
+        .route(
+            "/v1/subscription/{table}/{segment}/{subscriber}",
+            put(queries::not_yet)
+                .post(queries::not_yet)
+                .delete(queries::not_yet),
+        )
+        .route(
+            "/v1/trigger/{table}/{segment}/{subscriber}",
+            put(queries::not_yet)
+                .post(queries::not_yet)
+                .delete(queries::not_yet),
+        )
+        .with_state(state)
+}
+
+/// Runs a blocking closure off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::error::ApiError> + Send + 'static,
+) -> Result<T, crate::error::ApiError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "request task failed");
+        Err(crate::error::ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "config",
+            "general_error",
+            "internal error",
+        ))
+    })
+}
