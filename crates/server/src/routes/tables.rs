@@ -16,9 +16,7 @@ fn check_table(name: &str, detail: &str) -> Result<(), ApiError> {
     if valid_table_name(name) {
         Ok(())
     } else {
-        Err(ApiError::config(format!(
-            "{detail}: table names are 1 to 64 of a-z, 0-9 and _"
-        )))
+        Err(ApiError::config(detail))
     }
 }
 
