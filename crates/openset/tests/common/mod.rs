@@ -174,6 +174,20 @@ impl Server {
             .collect()
     }
 
+    /// Kills the process and starts a new one on the same data directory,
+    /// keeping ownership of the temporary directory.
+    pub fn restart(&mut self, args: &[&str]) -> Result<(), String> {
+        self.kill();
+        let next = Server::start_in(&self.dir, args)?;
+        let old = std::mem::replace(self, next);
+        self._tmp = old.tmp_handoff();
+        Ok(())
+    }
+
+    fn tmp_handoff(mut self) -> Option<tempfile::TempDir> {
+        self._tmp.take()
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
