@@ -17,7 +17,7 @@ pub struct ApiError {
     /// `error.detail`: human text for this occurrence.
     pub detail: String,
     /// Extra keys inside `error` (line, column, rejected, events, ...).
-    pub extra: Map<String, Value>,
+    pub extra: Vec<(String, Value)>,
 }
 
 impl ApiError {
@@ -33,7 +33,7 @@ impl ApiError {
             class,
             message,
             detail: detail.into(),
-            extra: Map::new(),
+            extra: Vec::new(),
         }
     }
 
@@ -59,7 +59,7 @@ impl ApiError {
 
     /// Adds a key inside `error`.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.extra.insert(key.into(), value.into());
+        self.extra.push((key.into(), value.into()));
         self
     }
 

@@ -35,6 +35,9 @@ pub enum LogError {
     Visit(String),
 }
 
+/// Receives each replayed entry: its LSN and bytes. An `Err` stops the replay.
+pub type ReplayVisitor<'a> = dyn FnMut(Lsn, &[u8]) -> Result<(), String> + 'a;
+
 /// An ordered, durable log per partition.
 pub trait PartitionLog: Send + Sync {
     /// Appends each `(partition, entry)` durably, all or none, and returns
@@ -47,7 +50,7 @@ pub trait PartitionLog: Send + Sync {
         &self,
         partition: u32,
         after: Lsn,
-        visit: &mut dyn FnMut(Lsn, &[u8]) -> Result<(), String>,
+        visit: &mut ReplayVisitor<'_>,
     ) -> Result<Lsn, LogError>;
     /// Forgets entries up to and including `upto`, which a snapshot now covers.
     fn compact(&self, partition: u32, upto: Lsn) -> Result<(), LogError>;
@@ -305,7 +308,7 @@ impl PartitionLog for LocalLog {
         &self,
         partition: u32,
         after: Lsn,
-        visit: &mut dyn FnMut(Lsn, &[u8]) -> Result<(), String>,
+        visit: &mut ReplayVisitor<'_>,
     ) -> Result<Lsn, LogError> {
         let files = self.part(partition)?;
         let mut last = after;

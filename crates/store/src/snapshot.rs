@@ -86,8 +86,8 @@ pub fn decode(
             return None;
         }
         let payload = &bytes[range];
-        match payload.first()? {
-            &KIND_TABLE => {
+        match *payload.first()? {
+            KIND_TABLE => {
                 let mut r = payload.get(1..)?;
                 let uid = u64::from_le_bytes(r.get(..8)?.try_into().ok()?);
                 r = &r[8..];
@@ -102,7 +102,7 @@ pub fn decode(
                 }
                 state.tables.insert(uid, table);
             }
-            &KIND_RECORDS => {
+            KIND_RECORDS => {
                 let entry = decode_entry(&payload[1..]).ok()?;
                 let schema = schema_of(entry.table_uid);
                 let table = state.tables.get_mut(&entry.table_uid)?;
@@ -112,7 +112,7 @@ pub fn decode(
                     }
                 }
             }
-            &KIND_END => ended = true,
+            KIND_END => ended = true,
             _ => return None,
         }
     }
