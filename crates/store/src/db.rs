@@ -91,10 +91,16 @@ pub struct Counts {
     pub events: u64,
 }
 
+/// One partition's share of an insert: partition, encoded entry, records, table uid.
+type PartEntry = (u32, Vec<u8>, Vec<Record>, u64);
+/// The answer to an append; the entries travel back so the caller, not the
+/// committer, pays for freeing them.
+type AppendReply = SyncSender<Result<Vec<PartEntry>, StoreError>>;
+
 enum Msg {
     Append {
-        entries: Vec<(u32, Vec<u8>, Vec<Record>, u64)>,
-        reply: SyncSender<Result<(), StoreError>>,
+        entries: Vec<PartEntry>,
+        reply: AppendReply,
     },
     DropTable {
         uid: u64,
@@ -127,19 +133,20 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    fn submit(&self, msg: Msg) -> Result<(), StoreError> {
+        self.tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(msg)
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))
+    }
+
     fn send(
         &self,
         build: impl FnOnce(SyncSender<Result<(), StoreError>>) -> Msg,
     ) -> Result<(), StoreError> {
         let (reply, rx) = mpsc::sync_channel(1);
-        let sent = self
-            .tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(build(reply));
-        if sent.is_err() {
-            return Err(StoreError::Unavailable("the writer has stopped".into()));
-        }
+        self.submit(build(reply))?;
         rx.recv()
             .unwrap_or_else(|_| Err(StoreError::Unavailable("the writer has stopped".into())))
     }
@@ -508,7 +515,12 @@ impl Db {
             encode_entry(schema.uid, &refs, &mut bytes);
             entries.push((p as u32, bytes, records, schema.uid));
         }
-        engine.send(|reply| Msg::Append { entries, reply })?;
+        let (reply, rx) = mpsc::sync_channel(1);
+        engine.submit(Msg::Append { entries, reply })?;
+        let returned = rx
+            .recv()
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the writer has stopped".into())))?;
+        drop(returned);
         report.accepted = accepted;
         report.stamped = v.stamped;
         Ok(report)
@@ -606,14 +618,7 @@ impl Committer {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn commit(
-        &self,
-        group: Vec<(
-            Vec<(u32, Vec<u8>, Vec<Record>, u64)>,
-            SyncSender<Result<(), StoreError>>,
-        )>,
-    ) {
+    fn commit(&self, group: Vec<(Vec<PartEntry>, AppendReply)>) {
         if group.is_empty() {
             return;
         }
@@ -670,8 +675,8 @@ impl Committer {
         }
         let touched: Vec<u32> = work.iter().map(|(p, _)| *p).collect();
         drop(work);
-        for (_, reply) in group {
-            let _ = reply.send(Ok(()));
+        for (entries, reply) in group {
+            let _ = reply.send(Ok(entries));
         }
         for p in touched {
             if self.log.size(p) >= self.shared.config.snapshot_bytes {

@@ -1,10 +1,12 @@
 //! Insert bodies: parsing JSON arrays and NDJSON, and validating every record
 //! against a table schema (rest spec 4.1 to 4.7) before anything is written.
 
+use crate::json::{Num, Val};
 use crate::record::{CustomerKey, PropValues, Record, Scalar};
 use crate::schema::{is_reserved_property_name, valid_event_name, IdType, PropType, TableSchema};
-use crate::stamp::parse_stamp_value;
+use crate::stamp::{stamp_from_number, stamp_from_text};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Longest text value, in bytes.
@@ -31,15 +33,11 @@ pub struct BodyError {
 
 impl BodyError {
     fn plain(detail: &str) -> Self {
-        BodyError {
-            detail: detail.into(),
-            line: None,
-            column: None,
-        }
+        BodyError { detail: detail.into(), line: None, column: None }
     }
     fn json(prefix: &str, e: &serde_json::Error) -> Self {
         let text = e.to_string();
-        // serde_json appends " at line L column C"; we report those as fields.
+        // serde_json appends " at line L column C"; we report those as fields too.
         let msg = text.split(" at line ").next().unwrap_or(&text);
         BodyError {
             detail: format!("{prefix}{msg} at line {} column {}", e.line(), e.column()),
@@ -49,29 +47,26 @@ impl BodyError {
     }
 }
 
-/// One raw record and, for NDJSON, its 1-based line.
+/// One raw record, borrowing from the body, and for NDJSON its 1-based line.
 #[derive(Debug)]
-pub struct RawRecord {
+pub struct RawRecord<'a> {
     /// The JSON value as sent.
-    pub value: Value,
+    pub value: Val<'a>,
     /// Line of NDJSON input.
     pub line: Option<usize>,
 }
 
 /// Splits a body into raw records: a JSON array, or a sequence of objects
 /// (NDJSON) when `ndjson` is set or the body starts with `{`.
-pub fn parse_body(body: &[u8], ndjson: bool) -> Result<Vec<RawRecord>, BodyError> {
+pub fn parse_body(body: &[u8], ndjson: bool) -> Result<Vec<RawRecord<'_>>, BodyError> {
     let start = body.iter().position(|c| !c.is_ascii_whitespace());
     let Some(start) = start else {
         return Err(BodyError::plain("body is empty"));
     };
     if body[start] == b'[' && !ndjson {
-        let values: Vec<Value> = serde_json::from_slice(body)
-            .map_err(|e| BodyError::json("body is not valid JSON: ", &e))?;
-        return Ok(values
-            .into_iter()
-            .map(|value| RawRecord { value, line: None })
-            .collect());
+        let values: Vec<Val> =
+            serde_json::from_slice(body).map_err(|e| BodyError::json("body is not valid JSON: ", &e))?;
+        return Ok(values.into_iter().map(|value| RawRecord { value, line: None }).collect());
     }
     if body[start] != b'{' {
         return Err(BodyError::plain(
@@ -79,27 +74,18 @@ pub fn parse_body(body: &[u8], ndjson: bool) -> Result<Vec<RawRecord>, BodyError
         ));
     }
     let mut out = Vec::new();
-    let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
+    let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<Val>();
     let mut line = 1usize;
     let mut counted_to = 0usize;
     loop {
         let before = stream.byte_offset();
         let value_start = before
-            + body[before..]
-                .iter()
-                .position(|c| !c.is_ascii_whitespace())
-                .unwrap_or(body.len() - before);
-        line += body[counted_to..value_start]
-            .iter()
-            .filter(|&&c| c == b'\n')
-            .count();
+            + body[before..].iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(body.len() - before);
+        line += body[counted_to..value_start].iter().filter(|&&c| c == b'\n').count();
         counted_to = value_start;
         match stream.next() {
             None => break,
-            Some(Ok(value)) => out.push(RawRecord {
-                value,
-                line: Some(line),
-            }),
+            Some(Ok(value)) => out.push(RawRecord { value, line: Some(line) }),
             Some(Err(e)) => return Err(BodyError::json("body is not valid JSON: ", &e)),
         }
     }
@@ -230,19 +216,20 @@ impl RecordCtx {
     }
 }
 
-fn take_aliased(
-    obj: &mut Map<String, Value>,
+fn take<'a>(obj: &mut Vec<(Cow<'a, str>, Val<'a>)>, key: &str) -> Option<Val<'a>> {
+    let i = obj.iter().position(|(k, _)| k == key)?;
+    Some(obj.swap_remove(i).1)
+}
+
+fn take_aliased<'a>(
+    obj: &mut Vec<(Cow<'a, str>, Val<'a>)>,
     key: &str,
     alias: &str,
     ctx: &mut RecordCtx,
-) -> Option<Value> {
-    match (obj.remove(key), obj.remove(alias)) {
+) -> Option<Val<'a>> {
+    match (take(obj, key), take(obj, alias)) {
         (Some(_), Some(_)) => {
-            ctx.fail(
-                Some(key),
-                "conflicting_alias",
-                format!("record has both '{key}' and '{alias}'"),
-            );
+            ctx.fail(Some(key), "conflicting_alias", format!("record has both '{key}' and '{alias}'"));
             None
         }
         (a, b) => a.or(b),
@@ -251,17 +238,21 @@ fn take_aliased(
 
 fn validate_one(
     schema: &TableSchema,
-    value: Value,
+    value: Val<'_>,
     unknown: UnknownPolicy,
     now_ms: i64,
     ctx: &mut RecordCtx,
     ignored: &mut BTreeMap<String, u64>,
     stamped: &mut bool,
 ) -> Option<Record> {
-    let Value::Object(mut obj) = value else {
+    let Val::Obj(mut obj) = value else {
         ctx.fail(None, "not_an_object", "record is not a JSON object".into());
         return None;
     };
+    if let Some((k, _)) = obj.iter().enumerate().map(|(i, m)| (&m.0, i)).find(|(k, i)| obj[..*i].iter().any(|(p, _)| p == *k)) {
+        ctx.fail(Some(k), "duplicate_property", format!("key '{k}' appears twice in the record"));
+        return None;
+    }
     let id_value = take_aliased(&mut obj, "id", "person", ctx);
     let id = match id_value {
         None => {
@@ -270,36 +261,46 @@ fn validate_one(
         }
         Some(v) => parse_id(schema, &v, ctx),
     };
-    let stamp = match obj.remove("stamp") {
-        None | Some(Value::Null) => {
+    let stamp = match take(&mut obj, "stamp") {
+        None | Some(Val::Null) => {
             *stamped = true;
             Some(now_ms)
         }
-        Some(v) => match parse_stamp_value(&v) {
-            Ok(ms) => Some(ms),
-            Err(detail) => {
-                ctx.fail(Some("stamp"), "bad_stamp", detail);
-                None
+        Some(v) => {
+            let parsed = match &v {
+                Val::Num(n) => stamp_from_number(*n),
+                Val::Str(s) => stamp_from_text(s),
+                other => Err(format!("{} is not a valid stamp", other.describe())),
+            };
+            match parsed {
+                Ok(ms) => Some(ms),
+                Err(detail) => {
+                    ctx.fail(Some("stamp"), "bad_stamp", detail);
+                    None
+                }
             }
-        },
+        }
     };
     let event = match take_aliased(&mut obj, "event", "action", ctx) {
         None => None,
-        Some(Value::String(e)) if valid_event_name(&e) => Some(e),
+        Some(Val::Str(e)) if valid_event_name(&e) => Some(e.into_owned()),
         Some(other) => {
             ctx.fail(
                 Some("event"),
                 "bad_event",
-                format!("event must be a string of 1 to 128 bytes without control characters; got {other}"),
+                format!(
+                    "event must be a string of 1 to 128 bytes without control characters; got {}",
+                    other.describe()
+                ),
             );
             None
         }
     };
     let nested = take_aliased(&mut obj, "_", "attr", ctx);
-    let mut fields: Vec<(String, Value)> = obj.into_iter().collect();
+    let mut fields = obj;
     match nested {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(inner)) => {
+        None | Some(Val::Null) => {}
+        Some(Val::Obj(inner)) => {
             for (k, v) in inner {
                 if fields.iter().any(|(f, _)| *f == k) {
                     ctx.fail(
@@ -312,112 +313,77 @@ fn validate_one(
                 }
             }
         }
-        Some(_) => ctx.fail(
-            Some("_"),
-            "nested_object",
-            "'_' must be an object of properties".into(),
-        ),
+        Some(_) => ctx.fail(Some("_"), "nested_object", "'_' must be an object of properties".into()),
     }
     let mut props = Vec::new();
     let mut customer_props = Vec::new();
     let mut event_prop_keys = 0usize;
-    for (key, v) in fields {
-        if is_reserved_property_name(&key) {
-            ctx.fail(
-                Some(&key),
-                "reserved_property",
-                format!("'{key}' is a reserved name, not a property"),
-            );
+    for (key, v) in &fields {
+        let key: &str = key;
+        if is_reserved_property_name(key) {
+            ctx.fail(Some(key), "reserved_property", format!("'{key}' is a reserved name, not a property"));
             continue;
         }
-        let Some(def) = schema.property(&key) else {
+        let Some(def) = schema.property(key) else {
             match unknown {
                 UnknownPolicy::Reject => ctx.fail(
-                    Some(&key),
+                    Some(key),
                     "unknown_property",
                     format!("table '{}' has no property '{key}'", schema.name),
                 ),
-                UnknownPolicy::Ignore => *ignored.entry(key).or_default() += 1,
+                UnknownPolicy::Ignore => *ignored.entry(key.to_string()).or_default() += 1,
             }
             continue;
         };
         if !def.is_customer {
             event_prop_keys += 1;
         }
-        let values = match convert_values(def.kind, def.is_set, &key, &v) {
+        let values = match convert_values(def.kind, def.is_set, key, v) {
             Ok(values) => values,
             Err((reason, detail)) => {
-                ctx.fail(Some(&key), reason, detail);
+                ctx.fail(Some(key), reason, detail);
                 continue;
             }
         };
-        let pv = PropValues {
-            prop: def.id,
-            kind: def.kind,
-            values,
-        };
+        let pv = PropValues { prop: def.id, kind: def.kind, values };
         if def.is_customer {
             customer_props.push(pv);
         } else if !pv.values.is_empty() {
             props.push(pv);
         }
     }
-    if event.is_none()
-        && ctx
-            .errors
-            .iter()
-            .all(|e| e.field.as_deref() != Some("event"))
-    {
+    if event.is_none() && ctx.errors.iter().all(|e| e.field.as_deref() != Some("event")) {
         if event_prop_keys > 0 {
-            ctx.fail(
-                Some("event"),
-                "missing_event",
-                "record has event properties but no 'event'".into(),
-            );
+            ctx.fail(Some("event"), "missing_event", "record has event properties but no 'event'".into());
         } else if customer_props.is_empty() {
-            ctx.fail(
-                None,
-                "empty_record",
-                "record has no event and no customer property".into(),
-            );
+            ctx.fail(None, "empty_record", "record has no event and no customer property".into());
         }
     }
     props.sort_by_key(|p| p.prop);
     customer_props.sort_by_key(|p| p.prop);
-    Some(Record {
-        id: id?,
-        stamp: stamp?,
-        event,
-        props,
-        customer_props,
-    })
+    Some(Record { id: id?, stamp: stamp?, event, props, customer_props })
 }
 
-fn parse_id(schema: &TableSchema, v: &Value, ctx: &mut RecordCtx) -> Option<CustomerKey> {
+fn parse_id(schema: &TableSchema, v: &Val<'_>, ctx: &mut RecordCtx) -> Option<CustomerKey> {
     let key = match (schema.id_type, v) {
-        (IdType::Numeric, Value::Number(n)) => match n.as_i64() {
-            Some(i) => Ok(CustomerKey::Num(i)),
-            None => Err((
-                "bad_id",
-                format!("id {n} is not an integer in signed 64-bit range"),
-            )),
-        },
+        (IdType::Numeric, Val::Num(Num::I(i))) => Ok(CustomerKey::Num(*i)),
+        (IdType::Numeric, Val::Num(n)) => {
+            Err(("bad_id", format!("id {n} is not an integer in signed 64-bit range")))
+        }
         (IdType::Numeric, other) => Err((
             "bad_id",
-            format!("this table is configured for numeric customer ids; got {other}"),
+            format!("this table is configured for numeric customer ids; got {}", other.describe()),
         )),
-        (IdType::Textual, Value::String(s)) => text_id(s),
-        (IdType::Textual, Value::Number(n)) if schema.legacy && n.is_i64() => {
-            text_id(&n.to_string())
-        }
+        (IdType::Textual, Val::Str(s)) => text_id(s),
+        (IdType::Textual, Val::Num(Num::I(i))) if schema.legacy => text_id(&i.to_string()),
         (IdType::Textual, other) => Err((
             "bad_id",
-            format!("this table is configured for textual customer ids; got {other}"),
+            format!("this table is configured for textual customer ids; got {}", other.describe()),
         )),
     };
     match key {
         Ok(k) => {
-            ctx.id = Some(v.clone());
+            ctx.id = Some(v.to_value());
             Some(k)
         }
         Err((reason, detail)) => {
@@ -433,66 +399,35 @@ pub fn text_id(s: &str) -> Result<CustomerKey, (&'static str, String)> {
         return Err(("empty_id", "id is empty".into()));
     }
     if s.len() > MAX_ID_LEN {
-        return Err((
-            "id_too_long",
-            format!("id is {} bytes; the limit is {MAX_ID_LEN}", s.len()),
-        ));
+        return Err(("id_too_long", format!("id is {} bytes; the limit is {MAX_ID_LEN}", s.len())));
     }
     Ok(CustomerKey::Text(s.to_ascii_lowercase().into_boxed_str()))
 }
 
-fn describe(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("string {}", Value::from(s.as_str())),
-        Value::Number(n) => format!("number {n}"),
-        Value::Bool(b) => format!("bool {b}"),
-        Value::Null => "null".into(),
-        Value::Array(_) => "an array".into(),
-        Value::Object(_) => "an object".into(),
-    }
-}
-
 type ValueError = (&'static str, String);
 
-fn convert_values(
-    kind: PropType,
-    is_set: bool,
-    name: &str,
-    v: &Value,
-) -> Result<Vec<Scalar>, ValueError> {
+fn convert_values(kind: PropType, is_set: bool, name: &str, v: &Val<'_>) -> Result<Vec<Scalar>, ValueError> {
     match v {
-        Value::Null => Ok(Vec::new()),
-        Value::Object(_) => Err(("nested_object", format!("property '{name}' got an object"))),
-        Value::Array(items) => {
+        Val::Null => Ok(Vec::new()),
+        Val::Obj(_) => Err(("nested_object", format!("property '{name}' got an object"))),
+        Val::Arr(items) => {
             if !is_set {
-                return Err((
-                    "not_a_set",
-                    format!("property '{name}' is not a set; got an array"),
-                ));
+                return Err(("not_a_set", format!("property '{name}' is not a set; got an array")));
             }
             if items.len() > MAX_SET_MEMBERS {
                 return Err((
                     "too_many_values",
-                    format!(
-                        "property '{name}' got {} members; the limit is {MAX_SET_MEMBERS}",
-                        items.len()
-                    ),
+                    format!("property '{name}' got {} members; the limit is {MAX_SET_MEMBERS}", items.len()),
                 ));
             }
             let mut out: Vec<Scalar> = Vec::with_capacity(items.len());
             for item in items {
                 let s = match item {
-                    Value::Object(_) | Value::Array(_) => {
-                        return Err((
-                            "nested_object",
-                            format!("property '{name}' has a nested member"),
-                        ))
+                    Val::Obj(_) | Val::Arr(_) => {
+                        return Err(("nested_object", format!("property '{name}' has a nested member")))
                     }
-                    Value::Null => {
-                        return Err((
-                            "type_mismatch",
-                            format!("property '{name}' has a null set member"),
-                        ))
+                    Val::Null => {
+                        return Err(("type_mismatch", format!("property '{name}' has a null set member")))
                     }
                     other => convert_scalar(kind, name, other)?,
                 };
@@ -506,69 +441,50 @@ fn convert_values(
     }
 }
 
-fn mismatch(kind: PropType, name: &str, v: &Value) -> ValueError {
-    (
-        "type_mismatch",
-        format!("property '{name}' is {}; got {}", kind.name(), describe(v)),
-    )
+fn mismatch(kind: PropType, name: &str, v: &Val<'_>) -> ValueError {
+    ("type_mismatch", format!("property '{name}' is {}; got {}", kind.name(), v.describe()))
 }
 
 /// Converts one JSON scalar to a property value per rest spec 4.5.
-fn convert_scalar(kind: PropType, name: &str, v: &Value) -> Result<Scalar, ValueError> {
+fn convert_scalar(kind: PropType, name: &str, v: &Val<'_>) -> Result<Scalar, ValueError> {
+    let out_of_range = |n: &Num| ("out_of_range", format!("property '{name}' value {n} is outside signed 64-bit"));
     match (kind, v) {
-        (PropType::Int, Value::Number(n)) => {
-            if let Some(i) = n.as_i64() {
-                Ok(Scalar::Num(i))
-            } else if n.is_u64() {
-                Err((
-                    "out_of_range",
-                    format!("property '{name}' value {n} is outside signed 64-bit"),
-                ))
+        (PropType::Int, Val::Num(Num::I(i))) => Ok(Scalar::Num(*i)),
+        (PropType::Int, Val::Num(n @ Num::U(_))) => Err(out_of_range(n)),
+        (PropType::Int, Val::Num(n @ Num::F(f))) => {
+            if f.fract() != 0.0 || !f.is_finite() {
+                Err(mismatch(kind, name, v))
+            } else if f.abs() >= 9.223_372_036_854_775e18 {
+                Err(out_of_range(n))
             } else {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                if f.fract() != 0.0 || !f.is_finite() {
-                    Err(mismatch(kind, name, v))
-                } else if f.abs() >= 9.223_372_036_854_775e18 {
-                    Err((
-                        "out_of_range",
-                        format!("property '{name}' value {n} is outside signed 64-bit"),
-                    ))
-                } else {
-                    Ok(Scalar::Num(f as i64))
-                }
+                Ok(Scalar::Num(*f as i64))
             }
         }
-        (PropType::Double, Value::Number(n)) => {
-            let f = n.as_f64().unwrap_or(f64::NAN);
+        (PropType::Double, Val::Num(n)) => {
+            let f = match n {
+                Num::I(i) => *i as f64,
+                Num::U(u) => *u as f64,
+                Num::F(f) => *f,
+            };
             if !f.is_finite() || f.abs() > MAX_DOUBLE {
-                return Err((
-                    "out_of_range",
-                    format!("property '{name}' value {n} is beyond ±9.2e14"),
-                ));
+                return Err(("out_of_range", format!("property '{name}' value {n} is beyond ±9.2e14")));
             }
             Ok(Scalar::Num(double_to_fixed(f)))
         }
-        (PropType::Bool, Value::Bool(b)) => Ok(Scalar::Num(i64::from(*b))),
-        (PropType::Bool, Value::Number(n)) => match n.as_i64() {
-            Some(0) => Ok(Scalar::Num(0)),
-            Some(1) => Ok(Scalar::Num(1)),
-            _ => Err(mismatch(kind, name, v)),
-        },
-        (PropType::Text, Value::String(s)) => {
+        (PropType::Bool, Val::Bool(b)) => Ok(Scalar::Num(i64::from(*b))),
+        (PropType::Bool, Val::Num(Num::I(i @ (0 | 1)))) => Ok(Scalar::Num(*i)),
+        (PropType::Text, Val::Str(s)) => {
             if s.len() > MAX_TEXT_LEN {
                 Err((
                     "value_too_long",
-                    format!(
-                        "property '{name}' text is {} bytes; the limit is {MAX_TEXT_LEN}",
-                        s.len()
-                    ),
+                    format!("property '{name}' text is {} bytes; the limit is {MAX_TEXT_LEN}", s.len()),
                 ))
             } else {
-                Ok(Scalar::Text(s.clone()))
+                Ok(Scalar::Text(s.to_string()))
             }
         }
-        (PropType::Text, Value::Number(n)) => Ok(Scalar::Text(n.to_string())),
-        (PropType::Text, Value::Bool(b)) => Ok(Scalar::Text(b.to_string())),
+        (PropType::Text, Val::Num(n)) => Ok(Scalar::Text(n.to_string())),
+        (PropType::Text, Val::Bool(b)) => Ok(Scalar::Text(b.to_string())),
         _ => Err(mismatch(kind, name, v)),
     }
 }
@@ -606,7 +522,8 @@ mod tests {
     }
 
     fn check(records: Value) -> Validated {
-        let raw = parse_body(records.to_string().as_bytes(), false).unwrap();
+        let text = records.to_string();
+        let raw = parse_body(text.as_bytes(), false).unwrap();
         validate(&rides(), raw, UnknownPolicy::Reject, 5_000_000_000_000)
     }
 

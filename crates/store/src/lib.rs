@@ -9,6 +9,7 @@ pub mod codec;
 pub mod db;
 pub mod error;
 pub mod ingest;
+pub mod json;
 pub mod log;
 pub mod partition;
 pub mod record;

@@ -7,7 +7,8 @@
 use crate::log::Lsn;
 use crate::record::{CustomerKey, PropValues, Record, Scalar};
 use crate::schema::TableSchema;
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Text values and event names of one table in one partition, as u32 ids.
@@ -150,6 +151,8 @@ pub struct TablePartition {
     ranks: Vec<u16>,
     /// Number of events held.
     pub event_count: u64,
+    /// Reused buffer for a row's cells during apply (no allocation per record).
+    scratch: Vec<Cell>,
 }
 
 impl TablePartition {
@@ -226,7 +229,8 @@ impl TablePartition {
         let Some(event) = &rec.event else { return };
         let name = self.dict.intern(event);
         let rank = self.rank(schema, name);
-        let mut row = Vec::new();
+        let mut row = std::mem::take(&mut self.scratch);
+        row.clear();
         for pv in &rec.props {
             self.encode(schema, pv, false, &mut row);
         }
@@ -251,11 +255,11 @@ impl TablePartition {
             found
         };
         std::mem::swap(&mut self.ranks, &mut ranks);
-        if duplicate {
-            return;
+        if !duplicate {
+            self.customers[ci].events.insert(at, rec.stamp, name, &row);
+            self.event_count += 1;
         }
-        self.customers[ci].events.insert(at, rec.stamp, name, &row);
-        self.event_count += 1;
+        self.scratch = row;
     }
 
     /// Removes every value of property `prop` from events and customers.

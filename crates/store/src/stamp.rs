@@ -4,6 +4,7 @@
 //! narrow and exact (seconds-or-milliseconds threshold, fraction rules,
 //! offsets), and only UTC civil-date arithmetic is needed.
 
+use crate::json::Num;
 use serde_json::Value;
 
 /// Bare numbers below this are seconds, at or above it milliseconds (2100-01-01 in seconds).
@@ -17,40 +18,38 @@ pub const MAX_STAMP_MS: i64 = 253_402_300_799_999;
 /// assert_eq!(store::stamp::parse_stamp_value(&serde_json::json!(1709640000)), Ok(1709640000000));
 /// ```
 pub fn parse_stamp_value(value: &Value) -> Result<i64, String> {
-    let ms = match value {
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                if i < 0 {
-                    return Err(format!("{i} is negative"));
-                }
-                if i < SECONDS_THRESHOLD {
-                    i * 1000
-                } else {
-                    i
-                }
-            } else if let Some(f) = n.as_f64() {
-                if !f.is_finite() || f < 0.0 {
-                    return Err(format!("{n} is not a valid stamp"));
-                }
-                if f < SECONDS_THRESHOLD as f64 {
-                    (f * 1000.0).trunc() as i64
-                } else if f <= MAX_STAMP_MS as f64 {
-                    f.trunc() as i64
-                } else {
-                    return Err(format!("{n} is beyond year 9999"));
-                }
-            } else {
-                return Err(format!("{n} is not a valid stamp"));
-            }
-        }
-        Value::String(s) => parse_iso8601(s)
-            .ok_or_else(|| format!("'{s}' is not epoch seconds, epoch milliseconds or ISO 8601"))?,
-        other => return Err(format!("{} is not a valid stamp", json_kind(other))),
+    match value {
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => stamp_from_number(Num::I(i)),
+            (None, Some(u)) => stamp_from_number(Num::U(u)),
+            _ => stamp_from_number(Num::F(n.as_f64().unwrap_or(f64::NAN))),
+        },
+        Value::String(s) => stamp_from_text(s),
+        other => Err(format!("{} is not a valid stamp", json_kind(other))),
+    }
+}
+
+/// Reads a numeric stamp: seconds below [`SECONDS_THRESHOLD`], else milliseconds.
+pub fn stamp_from_number(n: Num) -> Result<i64, String> {
+    let ms = match n {
+        Num::I(i) if i < 0 => return Err(format!("{i} is negative")),
+        Num::I(i) if i < SECONDS_THRESHOLD => i * 1000,
+        Num::I(i) => i,
+        Num::U(u) => return Err(format!("{u} is beyond year 9999")),
+        Num::F(f) if !f.is_finite() || f < 0.0 => return Err(format!("{f} is not a valid stamp")),
+        Num::F(f) if f < SECONDS_THRESHOLD as f64 => (f * 1000.0).trunc() as i64,
+        Num::F(f) if f <= MAX_STAMP_MS as f64 => f.trunc() as i64,
+        Num::F(f) => return Err(format!("{f} is beyond year 9999")),
     };
-    if !(0..=MAX_STAMP_MS).contains(&ms) {
-        return Err(format!("{ms} is outside 1970 to 9999"));
+    if ms > MAX_STAMP_MS {
+        return Err(format!("{ms} is beyond year 9999"));
     }
     Ok(ms)
+}
+
+/// Reads an ISO 8601 stamp.
+pub fn stamp_from_text(s: &str) -> Result<i64, String> {
+    parse_iso8601(s).ok_or_else(|| format!("'{s}' is not epoch seconds, epoch milliseconds or ISO 8601"))
 }
 
 fn json_kind(v: &Value) -> &'static str {

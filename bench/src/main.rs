@@ -1,0 +1,182 @@
+//! `openset-bench`: load drivers that start a real release `openset` server
+//! and measure it over HTTP on loopback.
+//!
+//! `openset-bench insert [--events N] [--batch N] [--clients N] [--partitions N] [--passes N] [--seed N]`
+
+mod generate;
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+struct Args {
+    events: usize,
+    batch: usize,
+    clients: usize,
+    partitions: u32,
+    passes: usize,
+    seed: u64,
+}
+
+fn parse_args() -> Result<(String, Args), String> {
+    let mut it = std::env::args().skip(1);
+    let cmd = it.next().ok_or("usage: openset-bench insert [--events N] [--batch N] [--clients N] [--partitions N] [--passes N] [--seed N]")?;
+    let mut a = Args { events: 1_000_000, batch: 10_000, clients: 2, partitions: 4, passes: 3, seed: 42 };
+    while let Some(flag) = it.next() {
+        let v = it.next().ok_or(format!("{flag} needs a value"))?;
+        let n: u64 = v.parse().map_err(|_| format!("{flag}: '{v}' is not a number"))?;
+        match flag.as_str() {
+            "--events" => a.events = n as usize,
+            "--batch" => a.batch = n as usize,
+            "--clients" => a.clients = n as usize,
+            "--partitions" => a.partitions = n as u32,
+            "--passes" => a.passes = n as usize,
+            "--seed" => a.seed = n,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok((cmd, a))
+}
+
+/// A release `openset` started next to this binary, on a fresh data directory.
+struct Server {
+    child: Child,
+    base: String,
+    dir: std::path::PathBuf,
+}
+
+impl Server {
+    fn start(partitions: u32) -> Server {
+        let exe = std::env::current_exe().expect("current exe").with_file_name("openset");
+        let dir = std::env::temp_dir().join(format!("openset-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut child = Command::new(&exe)
+            .args(["serve", "--port", "0", "--log-level", "warn", "--partitions", &partitions.to_string(), "--data-dir"])
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e} (build it: cargo build --release -p openset)", exe.display()));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
+        let addr = line.trim().strip_prefix("listening on ").expect("server address").to_string();
+        Server { child, base: format!("http://{addr}"), dir }
+    }
+
+    fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new().timeout(Duration::from_secs(600)).build()
+}
+
+fn post(agent: &ureq::Agent, url: &str, body: &[u8]) {
+    match agent.post(url).set("content-type", "application/json").send_bytes(body) {
+        Ok(_) => {}
+        Err(ureq::Error::Status(code, r)) => panic!("POST {url}: {code} {}", r.into_string().unwrap_or_default()),
+        Err(e) => panic!("POST {url}: {e}"),
+    }
+}
+
+/// Generates `n` events in stamp order (the order a live stream delivers them).
+fn generate_events(n: usize, seed: u64) -> Vec<Value> {
+    let mut g = generate::Generator::new(seed);
+    let mut events = Vec::with_capacity(n + 5000);
+    let mut id = 1i64;
+    while events.len() < n {
+        g.customer(id, &mut events);
+        id += 1;
+    }
+    events.truncate(n);
+    events.sort_by_key(|e| e["stamp"].as_i64().unwrap_or(0));
+    events
+}
+
+fn insert_bench(a: &Args) {
+    let t = Instant::now();
+    let events = generate_events(a.events, a.seed);
+    let bodies: Vec<Vec<u8>> = events
+        .chunks(a.batch)
+        .map(|c| serde_json::to_vec(c).expect("encode"))
+        .collect();
+    let body_bytes: usize = bodies.iter().map(Vec::len).sum();
+    drop(events);
+    eprintln!("generated {} events ({} MiB of JSON) in {:.1}s", a.events, body_bytes >> 20, t.elapsed().as_secs_f64());
+
+    // Baseline measured in the same run: parsing the same bodies on one core.
+    let t = Instant::now();
+    let mut parsed = 0usize;
+    for b in &bodies {
+        parsed += serde_json::from_slice::<Vec<Value>>(b).expect("parse").len();
+    }
+    let parse_rate = parsed as f64 / t.elapsed().as_secs_f64();
+
+    let server = Server::start(a.partitions);
+    let agent = agent();
+    println!("| pass | events | seconds | events/s | vs parse-only baseline | RSS after (MiB) | RSS bytes/event |");
+    println!("|---|---|---|---|---|---|---|");
+    for pass in 0..a.passes {
+        let table = format!("bench{pass}");
+        post(&agent, &format!("{}/v1/table/{table}", server.base), generate::table_definition().to_string().as_bytes());
+        let url = format!("{}/v1/insert/{table}", server.base);
+        let next = AtomicUsize::new(0);
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..a.clients {
+                s.spawn(|| {
+                    let client = self::agent();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(body) = bodies.get(i) else { break };
+                        post(&client, &url, body);
+                    }
+                });
+            }
+        });
+        let secs = t.elapsed().as_secs_f64();
+        let rate = a.events as f64 / secs;
+        let rss = server.rss_bytes();
+        println!(
+            "| {} | {} | {:.2} | {:.0} | {:.2}x | {} | {:.0} |",
+            pass + 1,
+            a.events,
+            secs,
+            rate,
+            rate / parse_rate,
+            rss >> 20,
+            rss as f64 / (a.events * (pass + 1)) as f64
+        );
+    }
+    println!("\nbaseline: serde_json parse of the same bodies on one core: {parse_rate:.0} events/s");
+    println!("settings: batch {} events, {} client threads, {} partitions, durability on (fsync per group commit)", a.batch, a.clients, a.partitions);
+}
+
+fn main() {
+    match parse_args() {
+        Ok((cmd, a)) if cmd == "insert" => insert_bench(&a),
+        Ok((cmd, _)) => {
+            eprintln!("unknown benchmark '{cmd}'; try: insert");
+            std::process::exit(2);
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    }
+}
