@@ -91,7 +91,11 @@ impl Generator {
                         groups.push(g);
                     }
                 }
-                Product { name: format!("product_{i:03}"), price: (100 + rng.below(50_000)) as f64 / 100.0, groups }
+                Product {
+                    name: format!("product_{i:03}"),
+                    price: (100 + rng.below(50_000)) as f64 / 100.0,
+                    groups,
+                }
             })
             .collect();
         let mut zipf = Vec::with_capacity(PRODUCTS);
@@ -100,7 +104,11 @@ impl Generator {
             acc += 1.0 / (i + 1) as f64;
             zipf.push(acc);
         }
-        Generator { rng, products, zipf }
+        Generator {
+            rng,
+            products,
+            zipf,
+        }
     }
 
     fn product(&mut self) -> usize {
@@ -142,7 +150,11 @@ impl Generator {
                 ("purchase", 1) => "return",
                 _ => "page_view",
             };
-            let event = if i == 0 && self.rng.below(3) == 0 { "signup" } else { state };
+            let event = if i == 0 && self.rng.below(3) == 0 {
+                "signup"
+            } else {
+                state
+            };
             if event == "view_product" || event == "search" {
                 product = self.product();
             }
@@ -164,9 +176,15 @@ impl Generator {
                     m.insert("product_name".into(), json!(p.name));
                     m.insert("product_price".into(), json!(p.price));
                     m.insert("product_group".into(), json!(p.groups));
-                    m.insert("shipper".into(), json!(SHIPPERS[self.rng.below(4) as usize]));
+                    m.insert(
+                        "shipper".into(),
+                        json!(SHIPPERS[self.rng.below(4) as usize]),
+                    );
                     m.insert("cart_size".into(), json!(cart));
-                    m.insert("total".into(), json!((p.price * cart as f64 * 100.0).round() / 100.0));
+                    m.insert(
+                        "total".into(),
+                        json!((p.price * cart as f64 * 100.0).round() / 100.0),
+                    );
                 }
                 _ => {}
             }

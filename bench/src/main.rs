@@ -23,10 +23,19 @@ struct Args {
 fn parse_args() -> Result<(String, Args), String> {
     let mut it = std::env::args().skip(1);
     let cmd = it.next().ok_or("usage: openset-bench insert [--events N] [--batch N] [--clients N] [--partitions N] [--passes N] [--seed N]")?;
-    let mut a = Args { events: 1_000_000, batch: 10_000, clients: 2, partitions: 4, passes: 3, seed: 42 };
+    let mut a = Args {
+        events: 1_000_000,
+        batch: 10_000,
+        clients: 2,
+        partitions: 4,
+        passes: 3,
+        seed: 42,
+    };
     while let Some(flag) = it.next() {
         let v = it.next().ok_or(format!("{flag} needs a value"))?;
-        let n: u64 = v.parse().map_err(|_| format!("{flag}: '{v}' is not a number"))?;
+        let n: u64 = v
+            .parse()
+            .map_err(|_| format!("{flag}: '{v}' is not a number"))?;
         match flag.as_str() {
             "--events" => a.events = n as usize,
             "--batch" => a.batch = n as usize,
@@ -49,23 +58,50 @@ struct Server {
 
 impl Server {
     fn start(partitions: u32) -> Server {
-        let exe = std::env::current_exe().expect("current exe").with_file_name("openset");
+        let exe = std::env::current_exe()
+            .expect("current exe")
+            .with_file_name("openset");
         let dir = std::env::temp_dir().join(format!("openset-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut child = Command::new(&exe)
-            .args(["serve", "--port", "0", "--log-level", "warn", "--partitions", &partitions.to_string(), "--data-dir"])
+            .args([
+                "serve",
+                "--port",
+                "0",
+                "--log-level",
+                "warn",
+                "--partitions",
+                &partitions.to_string(),
+                "--data-dir",
+            ])
             .arg(&dir)
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e} (build it: cargo build --release -p openset)", exe.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "start {}: {e} (build it: cargo build --release -p openset)",
+                    exe.display()
+                )
+            });
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
-        let addr = line.trim().strip_prefix("listening on ").expect("server address").to_string();
-        Server { child, base: format!("http://{addr}"), dir }
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("server address")
+            .to_string();
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            dir,
+        }
     }
 
     fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -83,13 +119,21 @@ impl Drop for Server {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new().timeout(Duration::from_secs(600)).build()
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(600))
+        .build()
 }
 
 fn post(agent: &ureq::Agent, url: &str, body: &[u8]) {
-    match agent.post(url).set("content-type", "application/json").send_bytes(body) {
+    match agent
+        .post(url)
+        .set("content-type", "application/json")
+        .send_bytes(body)
+    {
         Ok(_) => {}
-        Err(ureq::Error::Status(code, r)) => panic!("POST {url}: {code} {}", r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => {
+            panic!("POST {url}: {code} {}", r.into_string().unwrap_or_default())
+        }
         Err(e) => panic!("POST {url}: {e}"),
     }
 }
@@ -117,13 +161,20 @@ fn insert_bench(a: &Args) {
         .collect();
     let body_bytes: usize = bodies.iter().map(Vec::len).sum();
     drop(events);
-    eprintln!("generated {} events ({} MiB of JSON) in {:.1}s", a.events, body_bytes >> 20, t.elapsed().as_secs_f64());
+    eprintln!(
+        "generated {} events ({} MiB of JSON) in {:.1}s",
+        a.events,
+        body_bytes >> 20,
+        t.elapsed().as_secs_f64()
+    );
 
     // Baseline measured in the same run: parsing the same bodies on one core.
     let t = Instant::now();
     let mut parsed = 0usize;
     for b in &bodies {
-        parsed += serde_json::from_slice::<Vec<Value>>(b).expect("parse").len();
+        parsed += serde_json::from_slice::<Vec<Value>>(b)
+            .expect("parse")
+            .len();
     }
     let parse_rate = parsed as f64 / t.elapsed().as_secs_f64();
 
@@ -133,7 +184,11 @@ fn insert_bench(a: &Args) {
     println!("|---|---|---|---|---|---|---|");
     for pass in 0..a.passes {
         let table = format!("bench{pass}");
-        post(&agent, &format!("{}/v1/table/{table}", server.base), generate::table_definition().to_string().as_bytes());
+        post(
+            &agent,
+            &format!("{}/v1/table/{table}", server.base),
+            generate::table_definition().to_string().as_bytes(),
+        );
         let url = format!("{}/v1/insert/{table}", server.base);
         let next = AtomicUsize::new(0);
         let t = Instant::now();
@@ -163,7 +218,9 @@ fn insert_bench(a: &Args) {
             rss as f64 / (a.events * (pass + 1)) as f64
         );
     }
-    println!("\nbaseline: serde_json parse of the same bodies on one core: {parse_rate:.0} events/s");
+    println!(
+        "\nbaseline: serde_json parse of the same bodies on one core: {parse_rate:.0} events/s"
+    );
     println!("settings: batch {} events, {} client threads, {} partitions, durability on (fsync per group commit)", a.batch, a.clients, a.partitions);
 }
 

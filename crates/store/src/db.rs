@@ -8,12 +8,11 @@
 //! apply order equals log order, which keeps replay deterministic.
 
 use crate::catalog::Catalog;
-use crate::codec::{decode_entry, encode_entry};
+use crate::codec::{decode_entry, RecordView};
 use crate::error::StoreError;
 use crate::ingest::{validate, RawRecord, RecordError, UnknownPolicy};
 use crate::log::{LocalLog, Lsn, PartitionLog};
 use crate::partition::PartitionState;
-use crate::record::Record;
 use crate::schema::{
     check_property_name, parse_create_body, valid_table_name, PropType, PropertyDef, TableSchema,
     MAX_PROPERTIES,
@@ -91,8 +90,8 @@ pub struct Counts {
     pub events: u64,
 }
 
-/// One partition's share of an insert: partition, encoded entry, records, table uid.
-type PartEntry = (u32, Vec<u8>, Vec<Record>, u64);
+/// One partition's share of an insert: the partition and its encoded log entry.
+type PartEntry = (u32, Vec<u8>);
 /// The answer to an append; the entries travel back so the caller, not the
 /// committer, pays for freeing them.
 type AppendReply = SyncSender<Result<Vec<PartEntry>, StoreError>>;
@@ -269,7 +268,7 @@ impl Db {
         let committer = Committer {
             shared: self.shared.clone(),
             parts: parts.clone(),
-            log: Box::new(log),
+            log: Arc::new(log),
         };
         std::thread::Builder::new()
             .name("committer".into())
@@ -482,13 +481,13 @@ impl Db {
     pub fn insert(
         &self,
         table: &str,
-        raw: Vec<RawRecord>,
+        raw: Vec<RawRecord<'_>>,
         opts: InsertOptions,
         now_ms: i64,
     ) -> Result<InsertReport, StoreError> {
         let engine = self.engine()?;
         let schema = self.table(table)?;
-        let v = validate(&schema, raw, opts.unknown, now_ms);
+        let v = validate(&schema, raw, opts.unknown, now_ms, engine.partition_count);
         let mut report = InsertReport {
             accepted: 0,
             stamped: 0,
@@ -496,25 +495,11 @@ impl Db {
             errors: v.errors,
             ignored: v.ignored,
         };
-        if (v.rejected > 0 && !opts.partial) || v.records.is_empty() {
+        if (v.rejected > 0 && !opts.partial) || v.entries.is_empty() {
             return Ok(report);
         }
-        let n = engine.partition_count;
-        let accepted = v.records.len();
-        let mut by_part: Vec<Vec<Record>> = (0..n).map(|_| Vec::new()).collect();
-        for r in v.records {
-            by_part[r.id.partition(n) as usize].push(r);
-        }
-        let mut entries = Vec::new();
-        for (p, records) in by_part.into_iter().enumerate() {
-            if records.is_empty() {
-                continue;
-            }
-            let mut bytes = Vec::with_capacity(records.len() * 64);
-            let refs: Vec<&Record> = records.iter().collect();
-            encode_entry(schema.uid, &refs, &mut bytes);
-            entries.push((p as u32, bytes, records, schema.uid));
-        }
+        let accepted = v.accepted;
+        let entries = v.entries;
         let (reply, rx) = mpsc::sync_channel(1);
         engine.submit(Msg::Append { entries, reply })?;
         let returned = rx
@@ -562,18 +547,28 @@ fn recover_partition(
         .unwrap_or_default();
     let after = state.applied;
     let last = log.replay(p, after, &mut |lsn, bytes| {
-        let entry = decode_entry(bytes).map_err(|e| format!("partition {p} entry {lsn}: {e}"))?;
-        apply_entry(&mut state, entry.table_uid, &entry.records, schema_of);
-        Ok(())
+        apply_bytes(&mut state, bytes, schema_of)
+            .map_err(|e| format!("partition {p} entry {lsn}: {e}"))
     })?;
     state.applied = last;
     Ok(state)
 }
 
-fn apply_entry(
+/// Applies one log entry: the only way data enters a partition, live and on replay.
+fn apply_bytes(
+    state: &mut PartitionState,
+    bytes: &[u8],
+    schema_of: &dyn Fn(u64) -> Option<Arc<TableSchema>>,
+) -> Result<(), crate::codec::DecodeError> {
+    let (uid, records) = decode_entry(bytes)?;
+    apply_records(state, uid, &records, schema_of);
+    Ok(())
+}
+
+fn apply_records(
     state: &mut PartitionState,
     uid: u64,
-    records: &[Record],
+    records: &[RecordView<'_>],
     schema_of: &dyn Fn(u64) -> Option<Arc<TableSchema>>,
 ) {
     // A table dropped since the entry was logged: its records are skipped.
@@ -584,65 +579,123 @@ fn apply_entry(
     }
 }
 
+/// The write pipeline: a writer thread appends groups to the log (one sync
+/// per touched partition per group) and hands them, in order, to an applier
+/// thread that applies them to the partitions and answers the callers. While
+/// the applier works on one group the writer is already syncing the next.
 struct Committer {
     shared: Arc<Shared>,
     parts: Arc<Vec<RwLock<PartitionState>>>,
-    log: Box<dyn PartitionLog>,
+    log: Arc<dyn PartitionLog>,
 }
 
 /// Most inserts taken into one group commit.
 const MAX_GROUP: usize = 256;
+/// Groups written but not yet applied; bounds memory when apply lags.
+const MAX_PENDING_GROUPS: usize = 4;
+
+type Group = Vec<(Vec<PartEntry>, AppendReply)>;
+/// One partition's entries of a group, in log order.
+type PartitionWork<'a> = Vec<(Lsn, &'a [u8])>;
+
+/// Work handed from the writer to the applier, in log order.
+enum Stage {
+    Apply(Group, Vec<Lsn>),
+    Schema(Msg),
+}
 
 impl Committer {
     fn run(self, rx: Receiver<Msg>) {
+        let (tx, applier_rx) = mpsc::sync_channel::<Stage>(MAX_PENDING_GROUPS);
+        let applier = Applier {
+            shared: self.shared.clone(),
+            parts: self.parts.clone(),
+            log: self.log.clone(),
+            since_snapshot: vec![0; self.parts.len()],
+        };
+        let handle = std::thread::Builder::new()
+            .name("applier".into())
+            .spawn(move || applier.run(applier_rx));
+        if let Err(e) = handle {
+            tracing::error!(error = %e, "cannot start the applier; inserts will fail");
+            return;
+        }
         while let Ok(first) = rx.recv() {
             let mut appends = Vec::new();
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
                     Msg::Append { entries, reply } => appends.push((entries, reply)),
-                    Msg::DropTable { uid, reply } => {
-                        self.commit(std::mem::take(&mut appends));
-                        let _ = reply.send(self.drop_table(uid));
-                    }
-                    Msg::DropProperty { uid, prop, reply } => {
-                        self.commit(std::mem::take(&mut appends));
-                        let _ = reply.send(self.drop_property(uid, prop));
+                    schema_change => {
+                        self.write(std::mem::take(&mut appends), &tx);
+                        let _ = tx.send(Stage::Schema(schema_change));
                     }
                 }
                 if appends.len() < MAX_GROUP {
                     next = rx.try_recv().ok();
                 }
             }
-            self.commit(appends);
+            self.write(appends, &tx);
         }
     }
 
-    fn commit(&self, group: Vec<(Vec<PartEntry>, AppendReply)>) {
+    fn write(&self, group: Group, tx: &SyncSender<Stage>) {
         if group.is_empty() {
             return;
         }
         let frames: Vec<(u32, &[u8])> = group
             .iter()
-            .flat_map(|(e, _)| e.iter().map(|(p, b, _, _)| (*p, &b[..])))
+            .flat_map(|(e, _)| e.iter().map(|(p, b)| (*p, &b[..])))
             .collect();
-        let lsns = match self.log.append(&frames) {
-            Ok(l) => l,
+        match self.log.append(&frames) {
+            Ok(lsns) => {
+                let _ = tx.send(Stage::Apply(group, lsns));
+            }
             Err(e) => {
                 tracing::error!(error = %e, "insert not stored");
                 let msg = e.to_string();
                 for (_, reply) in group {
                     let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
                 }
-                return;
             }
-        };
+        }
+    }
+}
+
+struct Applier {
+    shared: Arc<Shared>,
+    parts: Arc<Vec<RwLock<PartitionState>>>,
+    log: Arc<dyn PartitionLog>,
+    /// Log bytes applied per partition since its last snapshot.
+    since_snapshot: Vec<u64>,
+}
+
+impl Applier {
+    fn run(mut self, rx: Receiver<Stage>) {
+        while let Ok(stage) = rx.recv() {
+            match stage {
+                Stage::Apply(group, lsns) => self.apply(group, &lsns),
+                Stage::Schema(Msg::DropTable { uid, reply }) => {
+                    let _ = reply.send(self.drop_table(uid));
+                }
+                Stage::Schema(Msg::DropProperty { uid, prop, reply }) => {
+                    let _ = reply.send(self.drop_property(uid, prop));
+                }
+                Stage::Schema(Msg::Append { reply, .. }) => {
+                    let _ = reply.send(Err(StoreError::Unavailable("misrouted append".into())));
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, group: Group, lsns: &[Lsn]) {
         // Per partition, the entries in log order.
-        let mut work: BTreeMap<u32, Vec<(Lsn, u64, &[Record])>> = BTreeMap::new();
+        let mut work: BTreeMap<u32, PartitionWork<'_>> = BTreeMap::new();
         let mut i = 0;
         for (entries, _) in &group {
-            for (p, _, records, uid) in entries {
-                work.entry(*p).or_default().push((lsns[i], *uid, records));
+            for (p, bytes) in entries {
+                work.entry(*p).or_default().push((lsns[i], bytes));
+                self.since_snapshot[*p as usize] += bytes.len() as u64;
                 i += 1;
             }
         }
@@ -653,13 +706,17 @@ impl Committer {
             .map_or(2, |c| c.get())
             .min(work.len())
             .max(1);
-        let apply = |chunk: &[(u32, Vec<(Lsn, u64, &[Record])>)]| {
+        let parts = &self.parts;
+        let apply = |chunk: &[(u32, PartitionWork<'_>)]| {
             for (p, items) in chunk {
-                let mut st = self.parts[*p as usize]
+                let mut st = parts[*p as usize]
                     .write()
                     .unwrap_or_else(|e| e.into_inner());
-                for (lsn, uid, records) in items {
-                    apply_entry(&mut st, *uid, records, &schema_of);
+                for (lsn, bytes) in items {
+                    // The bytes were encoded by this process a moment ago.
+                    if let Err(e) = apply_bytes(&mut st, bytes, &schema_of) {
+                        tracing::error!(partition = p, lsn, error = %e, "could not apply an entry");
+                    }
                     st.applied = *lsn;
                 }
             }
@@ -679,13 +736,13 @@ impl Committer {
             let _ = reply.send(Ok(entries));
         }
         for p in touched {
-            if self.log.size(p) >= self.shared.config.snapshot_bytes {
+            if self.since_snapshot[p as usize] >= self.shared.config.snapshot_bytes {
                 self.snapshot_logged(p);
             }
         }
     }
 
-    fn snapshot(&self, p: u32) -> Result<(), StoreError> {
+    fn snapshot(&mut self, p: u32) -> Result<(), StoreError> {
         let catalog = self.shared.catalog();
         let (bytes, lsn) = {
             let st = self.parts[p as usize]
@@ -697,11 +754,12 @@ impl Committer {
             )
         };
         snapshot::write(&snapshot_dir(&self.shared.config.data_dir, p), lsn, &bytes)?;
+        self.since_snapshot[p as usize] = 0;
         self.log.compact(p, lsn)?;
         Ok(())
     }
 
-    fn snapshot_logged(&self, p: u32) {
+    fn snapshot_logged(&mut self, p: u32) {
         // A failed snapshot loses nothing: the log it would have replaced stays.
         if let Err(e) = self.snapshot(p) {
             tracing::warn!(partition = p, error = %e, "snapshot failed");
@@ -718,10 +776,10 @@ impl Committer {
         Ok(())
     }
 
-    fn drop_property(&self, uid: u64, prop: u32) -> Result<(), StoreError> {
-        for (p, part) in self.parts.iter().enumerate() {
+    fn drop_property(&mut self, uid: u64, prop: u32) -> Result<(), StoreError> {
+        for p in 0..self.parts.len() {
             let changed = {
-                let mut st = part.write().unwrap_or_else(|e| e.into_inner());
+                let mut st = self.parts[p].write().unwrap_or_else(|e| e.into_inner());
                 st.tables
                     .get_mut(&uid)
                     .map(|t| t.remove_property(prop))

@@ -1,9 +1,12 @@
 //! Insert bodies: parsing JSON arrays and NDJSON, and validating every record
 //! against a table schema (rest spec 4.1 to 4.7) before anything is written.
 
+use crate::codec::{begin_entry, begin_record, put_prop, put_prop_count, KeyRef, ScalarRef};
 use crate::json::{Num, Val};
-use crate::record::{CustomerKey, PropValues, Record, Scalar};
-use crate::schema::{is_reserved_property_name, valid_event_name, IdType, PropType, TableSchema};
+use crate::record::{partition_of, CustomerKey};
+use crate::schema::{
+    is_reserved_property_name, valid_event_name, IdType, PropType, PropertyDef, TableSchema,
+};
 use crate::stamp::{stamp_from_number, stamp_from_text};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -33,7 +36,11 @@ pub struct BodyError {
 
 impl BodyError {
     fn plain(detail: &str) -> Self {
-        BodyError { detail: detail.into(), line: None, column: None }
+        BodyError {
+            detail: detail.into(),
+            line: None,
+            column: None,
+        }
     }
     fn json(prefix: &str, e: &serde_json::Error) -> Self {
         let text = e.to_string();
@@ -64,9 +71,12 @@ pub fn parse_body(body: &[u8], ndjson: bool) -> Result<Vec<RawRecord<'_>>, BodyE
         return Err(BodyError::plain("body is empty"));
     };
     if body[start] == b'[' && !ndjson {
-        let values: Vec<Val> =
-            serde_json::from_slice(body).map_err(|e| BodyError::json("body is not valid JSON: ", &e))?;
-        return Ok(values.into_iter().map(|value| RawRecord { value, line: None }).collect());
+        let values: Vec<Val> = serde_json::from_slice(body)
+            .map_err(|e| BodyError::json("body is not valid JSON: ", &e))?;
+        return Ok(values
+            .into_iter()
+            .map(|value| RawRecord { value, line: None })
+            .collect());
     }
     if body[start] != b'{' {
         return Err(BodyError::plain(
@@ -80,12 +90,21 @@ pub fn parse_body(body: &[u8], ndjson: bool) -> Result<Vec<RawRecord<'_>>, BodyE
     loop {
         let before = stream.byte_offset();
         let value_start = before
-            + body[before..].iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(body.len() - before);
-        line += body[counted_to..value_start].iter().filter(|&&c| c == b'\n').count();
+            + body[before..]
+                .iter()
+                .position(|c| !c.is_ascii_whitespace())
+                .unwrap_or(body.len() - before);
+        line += body[counted_to..value_start]
+            .iter()
+            .filter(|&&c| c == b'\n')
+            .count();
         counted_to = value_start;
         match stream.next() {
             None => break,
-            Some(Ok(value)) => out.push(RawRecord { value, line: Some(line) }),
+            Some(Ok(value)) => out.push(RawRecord {
+                value,
+                line: Some(line),
+            }),
             Some(Err(e)) => return Err(BodyError::json("body is not valid JSON: ", &e)),
         }
     }
@@ -142,8 +161,10 @@ pub enum UnknownPolicy {
 /// The outcome of validating a batch.
 #[derive(Debug, Default)]
 pub struct Validated {
-    /// Valid records, in body order.
-    pub records: Vec<Record>,
+    /// Per partition with valid records: the encoded log entry.
+    pub entries: Vec<(u32, Vec<u8>)>,
+    /// Number of valid records.
+    pub accepted: usize,
     /// Problems, in index order.
     pub errors: Vec<RecordError>,
     /// Number of distinct invalid records.
@@ -154,18 +175,41 @@ pub struct Validated {
     pub ignored: BTreeMap<String, u64>,
 }
 
-/// Validates every raw record against `schema`. `now_ms` is the stamp given
-/// to records without one (read once per request, before logging).
-pub fn validate(
+/// One record's property values while it is validated; reused across records.
+#[derive(Default)]
+struct Scratch<'a> {
+    /// (property id, type, is customer property, range in `values`).
+    props: Vec<(u32, PropType, bool, usize, usize)>,
+    values: Vec<ScalarRef<'a>>,
+}
+
+/// A record's head once valid.
+struct Head<'a> {
+    id: Cow<'a, str>,
+    num_id: Option<i64>,
+    stamp: i64,
+    event: Option<Cow<'a, str>>,
+}
+
+/// Validates every raw record against `schema` and encodes the valid ones
+/// into one log entry per partition (of `partitions`), routed by customer.
+/// `now_ms` is the stamp given to records without one (read once per
+/// request, before logging).
+pub fn validate<'a>(
     schema: &TableSchema,
-    raw: Vec<RawRecord>,
+    raw: Vec<RawRecord<'a>>,
     unknown: UnknownPolicy,
     now_ms: i64,
+    partitions: u32,
 ) -> Validated {
-    let mut out = Validated {
-        records: Vec::with_capacity(raw.len()),
-        ..Default::default()
-    };
+    let mut out = Validated::default();
+    let mut buffers: Vec<Vec<u8>> = (0..partitions).map(|_| Vec::new()).collect();
+    let mut scratch = Scratch::<'a>::default();
+    let by_name: rustc_hash::FxHashMap<&str, &PropertyDef> = schema
+        .properties
+        .iter()
+        .map(|p| (p.name.as_str(), p))
+        .collect();
     for (index, raw) in raw.into_iter().enumerate() {
         let mut ctx = RecordCtx {
             index,
@@ -174,25 +218,53 @@ pub fn validate(
             errors: Vec::new(),
         };
         let mut stamped = false;
-        let record = validate_one(
+        scratch.props.clear();
+        scratch.values.clear();
+        let head = validate_one(
             schema,
+            &by_name,
             raw.value,
             unknown,
             now_ms,
             &mut ctx,
             &mut out.ignored,
             &mut stamped,
+            &mut scratch,
         );
-        if ctx.errors.is_empty() {
-            if let Some(r) = record {
-                out.stamped += usize::from(stamped);
-                out.records.push(r);
-            }
-        } else {
+        if !ctx.errors.is_empty() {
             out.rejected += 1;
             out.errors.extend(ctx.errors);
+            continue;
         }
+        let Some(head) = head else { continue };
+        let key = match head.num_id {
+            Some(n) => KeyRef::Num(n),
+            None => KeyRef::Text(&head.id),
+        };
+        let Some(buf) = buffers.get_mut(partition_of(key, partitions) as usize) else {
+            continue;
+        };
+        if buf.is_empty() {
+            begin_entry(schema.uid, buf);
+        }
+        scratch.props.sort_by_key(|p| p.0);
+        begin_record(buf, key, head.stamp, head.event.as_deref());
+        for customer in [false, true] {
+            let section = scratch.props.iter().filter(|p| p.2 == customer);
+            put_prop_count(buf, section.clone().count());
+            for &(prop, kind, _, start, end) in section {
+                put_prop(buf, prop, kind, scratch.values[start..end].iter());
+            }
+        }
+        out.accepted += 1;
+        out.stamped += usize::from(stamped);
     }
+    out.entries = buffers
+        .into_iter()
+        .enumerate()
+        .filter(|(_, b)| !b.is_empty())
+        .map(|(p, b)| (p as u32, b))
+        .collect();
     out
 }
 
@@ -229,28 +301,44 @@ fn take_aliased<'a>(
 ) -> Option<Val<'a>> {
     match (take(obj, key), take(obj, alias)) {
         (Some(_), Some(_)) => {
-            ctx.fail(Some(key), "conflicting_alias", format!("record has both '{key}' and '{alias}'"));
+            ctx.fail(
+                Some(key),
+                "conflicting_alias",
+                format!("record has both '{key}' and '{alias}'"),
+            );
             None
         }
         (a, b) => a.or(b),
     }
 }
 
-fn validate_one(
+#[allow(clippy::too_many_arguments)]
+fn validate_one<'a>(
     schema: &TableSchema,
-    value: Val<'_>,
+    by_name: &rustc_hash::FxHashMap<&str, &PropertyDef>,
+    value: Val<'a>,
     unknown: UnknownPolicy,
     now_ms: i64,
     ctx: &mut RecordCtx,
     ignored: &mut BTreeMap<String, u64>,
     stamped: &mut bool,
-) -> Option<Record> {
+    scratch: &mut Scratch<'a>,
+) -> Option<Head<'a>> {
     let Val::Obj(mut obj) = value else {
         ctx.fail(None, "not_an_object", "record is not a JSON object".into());
         return None;
     };
-    if let Some((k, _)) = obj.iter().enumerate().map(|(i, m)| (&m.0, i)).find(|(k, i)| obj[..*i].iter().any(|(p, _)| p == *k)) {
-        ctx.fail(Some(k), "duplicate_property", format!("key '{k}' appears twice in the record"));
+    if let Some((k, _)) = obj
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (&m.0, i))
+        .find(|(k, i)| obj[..*i].iter().any(|(p, _)| p == *k))
+    {
+        ctx.fail(
+            Some(k),
+            "duplicate_property",
+            format!("key '{k}' appears twice in the record"),
+        );
         return None;
     }
     let id_value = take_aliased(&mut obj, "id", "person", ctx);
@@ -283,7 +371,7 @@ fn validate_one(
     };
     let event = match take_aliased(&mut obj, "event", "action", ctx) {
         None => None,
-        Some(Val::Str(e)) if valid_event_name(&e) => Some(e.into_owned()),
+        Some(Val::Str(e)) if valid_event_name(&e) => Some(e),
         Some(other) => {
             ctx.fail(
                 Some("event"),
@@ -313,18 +401,25 @@ fn validate_one(
                 }
             }
         }
-        Some(_) => ctx.fail(Some("_"), "nested_object", "'_' must be an object of properties".into()),
+        Some(_) => ctx.fail(
+            Some("_"),
+            "nested_object",
+            "'_' must be an object of properties".into(),
+        ),
     }
-    let mut props = Vec::new();
-    let mut customer_props = Vec::new();
+    let mut customer_prop_keys = 0usize;
     let mut event_prop_keys = 0usize;
     for (key, v) in &fields {
         let key: &str = key;
         if is_reserved_property_name(key) {
-            ctx.fail(Some(key), "reserved_property", format!("'{key}' is a reserved name, not a property"));
+            ctx.fail(
+                Some(key),
+                "reserved_property",
+                format!("'{key}' is a reserved name, not a property"),
+            );
             continue;
         }
-        let Some(def) = schema.property(key) else {
+        let Some(&def) = by_name.get(key) else {
             match unknown {
                 UnknownPolicy::Reject => ctx.fail(
                     Some(key),
@@ -335,50 +430,89 @@ fn validate_one(
             }
             continue;
         };
-        if !def.is_customer {
+        if def.is_customer {
+            customer_prop_keys += 1;
+        } else {
             event_prop_keys += 1;
         }
-        let values = match convert_values(def.kind, def.is_set, key, v) {
-            Ok(values) => values,
-            Err((reason, detail)) => {
-                ctx.fail(Some(key), reason, detail);
-                continue;
-            }
-        };
-        let pv = PropValues { prop: def.id, kind: def.kind, values };
-        if def.is_customer {
-            customer_props.push(pv);
-        } else if !pv.values.is_empty() {
-            props.push(pv);
+        let start = scratch.values.len();
+        if let Err((reason, detail)) =
+            convert_values(def.kind, def.is_set, key, v, &mut scratch.values)
+        {
+            ctx.fail(Some(key), reason, detail);
+            continue;
+        }
+        let end = scratch.values.len();
+        // An event property without a value is simply absent; a customer
+        // property without a value is a removal and must be logged.
+        if def.is_customer || end > start {
+            scratch
+                .props
+                .push((def.id, def.kind, def.is_customer, start, end));
         }
     }
-    if event.is_none() && ctx.errors.iter().all(|e| e.field.as_deref() != Some("event")) {
+    if event.is_none()
+        && ctx
+            .errors
+            .iter()
+            .all(|e| e.field.as_deref() != Some("event"))
+    {
         if event_prop_keys > 0 {
-            ctx.fail(Some("event"), "missing_event", "record has event properties but no 'event'".into());
-        } else if customer_props.is_empty() {
-            ctx.fail(None, "empty_record", "record has no event and no customer property".into());
+            ctx.fail(
+                Some("event"),
+                "missing_event",
+                "record has event properties but no 'event'".into(),
+            );
+        } else if customer_prop_keys == 0 {
+            ctx.fail(
+                None,
+                "empty_record",
+                "record has no event and no customer property".into(),
+            );
         }
     }
-    props.sort_by_key(|p| p.prop);
-    customer_props.sort_by_key(|p| p.prop);
-    Some(Record { id: id?, stamp: stamp?, event, props, customer_props })
+    let (id, num_id) = match id? {
+        IdKey::Num(n) => (Cow::Borrowed(""), Some(n)),
+        IdKey::Text(t) => (t, None),
+    };
+    Some(Head {
+        id,
+        num_id,
+        stamp: stamp?,
+        event,
+    })
 }
 
-fn parse_id(schema: &TableSchema, v: &Val<'_>, ctx: &mut RecordCtx) -> Option<CustomerKey> {
+/// A validated id before encoding.
+enum IdKey<'a> {
+    Num(i64),
+    Text(Cow<'a, str>),
+}
+
+fn parse_id<'a>(schema: &TableSchema, v: &Val<'a>, ctx: &mut RecordCtx) -> Option<IdKey<'a>> {
     let key = match (schema.id_type, v) {
-        (IdType::Numeric, Val::Num(Num::I(i))) => Ok(CustomerKey::Num(*i)),
-        (IdType::Numeric, Val::Num(n)) => {
-            Err(("bad_id", format!("id {n} is not an integer in signed 64-bit range")))
-        }
+        (IdType::Numeric, Val::Num(Num::I(i))) => Ok(IdKey::Num(*i)),
+        (IdType::Numeric, Val::Num(n)) => Err((
+            "bad_id",
+            format!("id {n} is not an integer in signed 64-bit range"),
+        )),
         (IdType::Numeric, other) => Err((
             "bad_id",
-            format!("this table is configured for numeric customer ids; got {}", other.describe()),
+            format!(
+                "this table is configured for numeric customer ids; got {}",
+                other.describe()
+            ),
         )),
-        (IdType::Textual, Val::Str(s)) => text_id(s),
-        (IdType::Textual, Val::Num(Num::I(i))) if schema.legacy => text_id(&i.to_string()),
+        (IdType::Textual, Val::Str(s)) => fold_id(s.clone()),
+        (IdType::Textual, Val::Num(Num::I(i))) if schema.legacy => {
+            fold_id(Cow::Owned(i.to_string()))
+        }
         (IdType::Textual, other) => Err((
             "bad_id",
-            format!("this table is configured for textual customer ids; got {}", other.describe()),
+            format!(
+                "this table is configured for textual customer ids; got {}",
+                other.describe()
+            ),
         )),
     };
     match key {
@@ -395,61 +529,108 @@ fn parse_id(schema: &TableSchema, v: &Val<'_>, ctx: &mut RecordCtx) -> Option<Cu
 
 /// Folds and checks a textual id (shared with look-ups, which fold the same way).
 pub fn text_id(s: &str) -> Result<CustomerKey, (&'static str, String)> {
+    fold_id(Cow::Borrowed(s)).map(|k| match k {
+        IdKey::Text(t) => CustomerKey::Text(t.into_owned().into_boxed_str()),
+        IdKey::Num(n) => CustomerKey::Num(n),
+    })
+}
+
+fn fold_id(s: Cow<'_, str>) -> Result<IdKey<'_>, (&'static str, String)> {
     if s.is_empty() {
         return Err(("empty_id", "id is empty".into()));
     }
     if s.len() > MAX_ID_LEN {
-        return Err(("id_too_long", format!("id is {} bytes; the limit is {MAX_ID_LEN}", s.len())));
+        return Err((
+            "id_too_long",
+            format!("id is {} bytes; the limit is {MAX_ID_LEN}", s.len()),
+        ));
     }
-    Ok(CustomerKey::Text(s.to_ascii_lowercase().into_boxed_str()))
+    if s.bytes().any(|c| c.is_ascii_uppercase()) {
+        return Ok(IdKey::Text(Cow::Owned(s.to_ascii_lowercase())));
+    }
+    Ok(IdKey::Text(s))
 }
 
 type ValueError = (&'static str, String);
 
-fn convert_values(kind: PropType, is_set: bool, name: &str, v: &Val<'_>) -> Result<Vec<Scalar>, ValueError> {
+/// Appends the values of one property to `out` (set members once each).
+fn convert_values<'a>(
+    kind: PropType,
+    is_set: bool,
+    name: &str,
+    v: &Val<'a>,
+    out: &mut Vec<ScalarRef<'a>>,
+) -> Result<(), ValueError> {
     match v {
-        Val::Null => Ok(Vec::new()),
+        Val::Null => Ok(()),
         Val::Obj(_) => Err(("nested_object", format!("property '{name}' got an object"))),
         Val::Arr(items) => {
             if !is_set {
-                return Err(("not_a_set", format!("property '{name}' is not a set; got an array")));
+                return Err((
+                    "not_a_set",
+                    format!("property '{name}' is not a set; got an array"),
+                ));
             }
             if items.len() > MAX_SET_MEMBERS {
                 return Err((
                     "too_many_values",
-                    format!("property '{name}' got {} members; the limit is {MAX_SET_MEMBERS}", items.len()),
+                    format!(
+                        "property '{name}' got {} members; the limit is {MAX_SET_MEMBERS}",
+                        items.len()
+                    ),
                 ));
             }
-            let mut out: Vec<Scalar> = Vec::with_capacity(items.len());
+            let start = out.len();
             for item in items {
                 let s = match item {
                     Val::Obj(_) | Val::Arr(_) => {
-                        return Err(("nested_object", format!("property '{name}' has a nested member")))
+                        return Err((
+                            "nested_object",
+                            format!("property '{name}' has a nested member"),
+                        ))
                     }
                     Val::Null => {
-                        return Err(("type_mismatch", format!("property '{name}' has a null set member")))
+                        return Err((
+                            "type_mismatch",
+                            format!("property '{name}' has a null set member"),
+                        ))
                     }
                     other => convert_scalar(kind, name, other)?,
                 };
-                if !out.contains(&s) {
+                if !out[start..].contains(&s) {
                     out.push(s);
                 }
             }
-            Ok(out)
+            Ok(())
         }
-        other => Ok(vec![convert_scalar(kind, name, other)?]),
+        other => {
+            out.push(convert_scalar(kind, name, other)?);
+            Ok(())
+        }
     }
 }
 
 fn mismatch(kind: PropType, name: &str, v: &Val<'_>) -> ValueError {
-    ("type_mismatch", format!("property '{name}' is {}; got {}", kind.name(), v.describe()))
+    (
+        "type_mismatch",
+        format!("property '{name}' is {}; got {}", kind.name(), v.describe()),
+    )
 }
 
 /// Converts one JSON scalar to a property value per rest spec 4.5.
-fn convert_scalar(kind: PropType, name: &str, v: &Val<'_>) -> Result<Scalar, ValueError> {
-    let out_of_range = |n: &Num| ("out_of_range", format!("property '{name}' value {n} is outside signed 64-bit"));
+fn convert_scalar<'a>(
+    kind: PropType,
+    name: &str,
+    v: &Val<'a>,
+) -> Result<ScalarRef<'a>, ValueError> {
+    let out_of_range = |n: &Num| {
+        (
+            "out_of_range",
+            format!("property '{name}' value {n} is outside signed 64-bit"),
+        )
+    };
     match (kind, v) {
-        (PropType::Int, Val::Num(Num::I(i))) => Ok(Scalar::Num(*i)),
+        (PropType::Int, Val::Num(Num::I(i))) => Ok(ScalarRef::Num(*i)),
         (PropType::Int, Val::Num(n @ Num::U(_))) => Err(out_of_range(n)),
         (PropType::Int, Val::Num(n @ Num::F(f))) => {
             if f.fract() != 0.0 || !f.is_finite() {
@@ -457,7 +638,7 @@ fn convert_scalar(kind: PropType, name: &str, v: &Val<'_>) -> Result<Scalar, Val
             } else if f.abs() >= 9.223_372_036_854_775e18 {
                 Err(out_of_range(n))
             } else {
-                Ok(Scalar::Num(*f as i64))
+                Ok(ScalarRef::Num(*f as i64))
             }
         }
         (PropType::Double, Val::Num(n)) => {
@@ -467,24 +648,34 @@ fn convert_scalar(kind: PropType, name: &str, v: &Val<'_>) -> Result<Scalar, Val
                 Num::F(f) => *f,
             };
             if !f.is_finite() || f.abs() > MAX_DOUBLE {
-                return Err(("out_of_range", format!("property '{name}' value {n} is beyond ±9.2e14")));
+                return Err((
+                    "out_of_range",
+                    format!("property '{name}' value {n} is beyond ±9.2e14"),
+                ));
             }
-            Ok(Scalar::Num(double_to_fixed(f)))
+            Ok(ScalarRef::Num(double_to_fixed(f)))
         }
-        (PropType::Bool, Val::Bool(b)) => Ok(Scalar::Num(i64::from(*b))),
-        (PropType::Bool, Val::Num(Num::I(i @ (0 | 1)))) => Ok(Scalar::Num(*i)),
+        (PropType::Bool, Val::Bool(b)) => Ok(ScalarRef::Num(i64::from(*b))),
+        (PropType::Bool, Val::Num(Num::I(i @ (0 | 1)))) => Ok(ScalarRef::Num(*i)),
         (PropType::Text, Val::Str(s)) => {
             if s.len() > MAX_TEXT_LEN {
                 Err((
                     "value_too_long",
-                    format!("property '{name}' text is {} bytes; the limit is {MAX_TEXT_LEN}", s.len()),
+                    format!(
+                        "property '{name}' text is {} bytes; the limit is {MAX_TEXT_LEN}",
+                        s.len()
+                    ),
                 ))
             } else {
-                Ok(Scalar::Text(s.to_string()))
+                Ok(ScalarRef::Text(s.clone()))
             }
         }
-        (PropType::Text, Val::Num(n)) => Ok(Scalar::Text(n.to_string())),
-        (PropType::Text, Val::Bool(b)) => Ok(Scalar::Text(b.to_string())),
+        (PropType::Text, Val::Num(n)) => Ok(ScalarRef::Text(Cow::Owned(n.to_string()))),
+        (PropType::Text, Val::Bool(b)) => Ok(ScalarRef::Text(Cow::Borrowed(if *b {
+            "true"
+        } else {
+            "false"
+        }))),
         _ => Err(mismatch(kind, name, v)),
     }
 }
@@ -524,7 +715,7 @@ mod tests {
     fn check(records: Value) -> Validated {
         let text = records.to_string();
         let raw = parse_body(text.as_bytes(), false).unwrap();
-        validate(&rides(), raw, UnknownPolicy::Reject, 5_000_000_000_000)
+        validate(&rides(), raw, UnknownPolicy::Reject, 5_000_000_000_000, 3)
     }
 
     #[test]
@@ -555,7 +746,7 @@ mod tests {
             v.errors[0].detail,
             "property 'minutes' is int; got string \"12\""
         );
-        assert_eq!(v.records.len(), 1);
+        assert_eq!(v.accepted, 1);
     }
 
     #[test]
@@ -564,25 +755,32 @@ mod tests {
             { "id": "Ana", "event": "e", "_": {"station": 42, "fare": 17.99}, "minutes": 3.0, "helmet": 1, "extras": ["a", "b", "a"], "plan": "gold" }
         ]));
         assert!(v.errors.is_empty(), "{:?}", v.errors);
-        let r = &v.records[0];
-        assert_eq!(r.id, CustomerKey::Text("ana".into()));
+        assert_eq!((v.accepted, v.entries.len()), (1, 1));
+        let key = CustomerKey::Text("ana".into());
+        assert_eq!(v.entries[0].0, key.partition(3));
+        let (_, recs) = crate::codec::decode_entry(&v.entries[0].1).unwrap();
+        let r = &recs[0];
+        assert_eq!(r.id, KeyRef::Text("ana"));
         assert_eq!(r.stamp, 5_000_000_000_000);
         assert_eq!(v.stamped, 1);
-        let vals: Vec<_> = r.props.iter().map(|p| p.values.clone()).collect();
+        use crate::codec::ValueRef;
+        let vals: Vec<Vec<ValueRef>> = r.props.iter().map(|p| p.2.iter().collect()).collect();
         assert_eq!(
             vals,
             vec![
-                vec![Scalar::Text("42".into())],
-                vec![Scalar::Num(3)],
-                vec![Scalar::Num(179_900)],
-                vec![Scalar::Num(1)],
-                vec![Scalar::Text("a".into()), Scalar::Text("b".into())],
+                vec![ValueRef::Text("42")],
+                vec![ValueRef::Num(3)],
+                vec![ValueRef::Num(179_900)],
+                vec![ValueRef::Num(1)],
+                vec![ValueRef::Text("a"), ValueRef::Text("b")],
             ]
         );
-        assert_eq!(
-            r.customer_props[0].values,
-            vec![Scalar::Text("gold".into())]
-        );
+        let cust: Vec<Vec<ValueRef>> = r
+            .customer_props
+            .iter()
+            .map(|p| p.2.iter().collect())
+            .collect();
+        assert_eq!(cust, vec![vec![ValueRef::Text("gold")]]);
     }
 
     #[test]
@@ -650,7 +848,7 @@ mod tests {
             raw.iter().map(|r| r.line).collect::<Vec<_>>(),
             vec![Some(1), Some(3)]
         );
-        let v = validate(&rides(), raw, UnknownPolicy::Reject, 1);
+        let v = validate(&rides(), raw, UnknownPolicy::Reject, 1, 3);
         assert_eq!(v.errors[0].line, Some(3));
         assert_eq!(
             parse_body(b"  ", false).unwrap_err().detail,

@@ -73,7 +73,11 @@ impl Val<'_> {
             Val::Num(Num::F(f)) => Value::from(*f),
             Val::Str(s) => Value::from(&**s),
             Val::Arr(a) => Value::Array(a.iter().map(Val::to_value).collect()),
-            Val::Obj(o) => Value::Object(o.iter().map(|(k, v)| (k.to_string(), v.to_value())).collect()),
+            Val::Obj(o) => Value::Object(
+                o.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_value()))
+                    .collect(),
+            ),
         }
     }
 }
@@ -166,10 +170,16 @@ mod tests {
 
     #[test]
     fn borrows_and_keeps_order() {
-        let body = br#"{"b": "x", "a": [1, -2, 3.5, 18446744073709551615, null, true], "c": "e\"s"}"#;
+        let body =
+            br#"{"b": "x", "a": [1, -2, 3.5, 18446744073709551615, null, true], "c": "e\"s"}"#;
         let v: Val = serde_json::from_slice(body).unwrap();
-        let Val::Obj(members) = v else { panic!("object") };
-        assert_eq!(members.iter().map(|(k, _)| &**k).collect::<Vec<_>>(), ["b", "a", "c"]);
+        let Val::Obj(members) = v else {
+            panic!("object")
+        };
+        assert_eq!(
+            members.iter().map(|(k, _)| &**k).collect::<Vec<_>>(),
+            ["b", "a", "c"]
+        );
         assert!(matches!(&members[0].1, Val::Str(Cow::Borrowed("x"))));
         assert_eq!(
             members[1].1,

@@ -347,11 +347,12 @@ impl PartitionLog for LocalLog {
 
     fn compact(&self, partition: u32, upto: Lsn) -> Result<(), LogError> {
         let mut files = self.part(partition)?;
+        // Rotate so the covered entries sit in closed segments; a closed
+        // segment that also holds later entries goes at the next compaction.
         if files
             .segments
             .last()
             .is_some_and(|s| s.start <= upto && s.len > 0)
-            && files.next_lsn == upto + 1
         {
             LocalLog::rotate(&mut files)?;
         }

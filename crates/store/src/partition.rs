@@ -4,10 +4,15 @@
 //! Apply is deterministic: the same entries in the same order give the same
 //! state (no clocks, no randomness, no hash-map iteration order).
 
+use crate::codec::{
+    begin_entry, begin_record, put_prop, put_prop_count, KeyRef, PropsView, RecordView, ScalarRef,
+    ValueRef,
+};
 use crate::log::Lsn;
-use crate::record::{CustomerKey, PropValues, Record, Scalar};
+use crate::record::CustomerKey;
 use crate::schema::TableSchema;
 use rustc_hash::FxHashMap as HashMap;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -144,7 +149,8 @@ pub struct Customer {
 pub struct TablePartition {
     /// Customers in order of first appearance.
     pub customers: Vec<Customer>,
-    index: HashMap<CustomerKey, u32>,
+    num_index: HashMap<i64, u32>,
+    text_index: HashMap<Box<str>, u32>,
     /// Dictionary of texts.
     pub dict: Dictionary,
     /// `event_order` rank by dictionary id (filled lazily).
@@ -158,7 +164,15 @@ pub struct TablePartition {
 impl TablePartition {
     /// The customer with that id.
     pub fn customer(&self, key: &CustomerKey) -> Option<&Customer> {
-        self.index.get(key).map(|&i| &self.customers[i as usize])
+        self.index_of(key.as_ref()).map(|i| &self.customers[i])
+    }
+
+    fn index_of(&self, key: KeyRef<'_>) -> Option<usize> {
+        match key {
+            KeyRef::Num(n) => self.num_index.get(&n),
+            KeyRef::Text(t) => self.text_index.get(t),
+        }
+        .map(|&i| i as usize)
     }
 
     fn rank(&mut self, schema: &TableSchema, name: u32) -> u16 {
@@ -170,71 +184,84 @@ impl TablePartition {
         self.ranks[name as usize]
     }
 
+    /// Appends the cells of a props section, skipping values of properties
+    /// the schema no longer has (or has with another type or kind): replay of
+    /// old entries under the current schema gives what memory holds.
     fn encode(
         &mut self,
         schema: &TableSchema,
-        pv: &PropValues,
+        props: PropsView<'_>,
         customer: bool,
+        only: Option<u32>,
         out: &mut Vec<Cell>,
     ) {
-        // Values of a property dropped (or never known) are skipped: replay of
-        // old entries under the current schema gives the same state as memory.
-        let Some(def) = schema.property_by_id(pv.prop) else {
-            return;
-        };
-        if def.kind != pv.kind || def.is_customer != customer {
-            return;
-        }
-        for v in &pv.values {
-            let value = match v {
-                Scalar::Num(n) => *n as u64,
-                Scalar::Text(t) => u64::from(self.dict.intern(t)),
+        for (prop, kind, values) in props.iter() {
+            if only.is_some_and(|p| p != prop) {
+                continue;
+            }
+            let Some(def) = schema.property_by_id(prop) else {
+                continue;
             };
-            out.push(Cell {
-                prop: pv.prop,
-                value,
-            });
+            if def.kind != kind || def.is_customer != customer {
+                continue;
+            }
+            for v in values.iter() {
+                let value = match v {
+                    ValueRef::Num(n) => n as u64,
+                    ValueRef::Text(t) => u64::from(self.dict.intern(t)),
+                };
+                out.push(Cell { prop, value });
+            }
         }
     }
 
     /// Applies one record. With `dedup`, an event equal to a stored one is
     /// dropped (rest spec 4.8); snapshot restore passes `false` because a
     /// snapshot already holds exactly the stored rows.
-    pub fn apply(&mut self, schema: &TableSchema, rec: &Record, dedup: bool) {
-        let ci = match self.index.get(&rec.id) {
-            Some(&i) => i as usize,
+    pub fn apply(&mut self, schema: &TableSchema, rec: &RecordView<'_>, dedup: bool) {
+        let ci = match self.index_of(rec.id) {
+            Some(i) => i,
             None => {
-                self.index
-                    .insert(rec.id.clone(), self.customers.len() as u32);
+                let i = self.customers.len() as u32;
+                let key = match rec.id {
+                    KeyRef::Num(n) => {
+                        self.num_index.insert(n, i);
+                        CustomerKey::Num(n)
+                    }
+                    KeyRef::Text(t) => {
+                        self.text_index.insert(t.into(), i);
+                        CustomerKey::Text(t.into())
+                    }
+                };
                 self.customers.push(Customer {
-                    key: rec.id.clone(),
+                    key,
                     props: Vec::new(),
                     events: Events::default(),
                 });
-                self.customers.len() - 1
+                i as usize
             }
         };
-        let mut scratch = Vec::new();
-        for pv in &rec.customer_props {
-            scratch.clear();
-            self.encode(schema, pv, true, &mut scratch);
-            if schema.property_by_id(pv.prop).is_none() {
+        let mut row = std::mem::take(&mut self.scratch);
+        for (prop, _, _) in rec.customer_props.iter() {
+            if schema.property_by_id(prop).is_none_or(|d| !d.is_customer) {
                 continue;
             }
+            row.clear();
+            self.encode(schema, rec.customer_props, true, Some(prop), &mut row);
             let props = &mut self.customers[ci].props;
-            props.retain(|c| c.prop != pv.prop);
-            let at = props.partition_point(|c| c.prop < pv.prop);
-            props.splice(at..at, scratch.iter().copied());
+            props.retain(|c| c.prop != prop);
+            let at = props.partition_point(|c| c.prop < prop);
+            props.splice(at..at, row.iter().copied());
         }
-        let Some(event) = &rec.event else { return };
+        let Some(event) = rec.event else {
+            self.scratch = row;
+            return;
+        };
         let name = self.dict.intern(event);
         let rank = self.rank(schema, name);
-        let mut row = std::mem::take(&mut self.scratch);
         row.clear();
-        for pv in &rec.props {
-            self.encode(schema, pv, false, &mut row);
-        }
-        let mut ranks = std::mem::take(&mut self.ranks);
+        self.encode(schema, rec.props, false, None, &mut row);
+        let ranks = &self.ranks;
         let events = &self.customers[ci].events;
         // Position: after every row with a smaller stamp, or the same stamp and
         // a rank not after ours (ties keep arrival order).
@@ -254,7 +281,6 @@ impl TablePartition {
             }
             found
         };
-        std::mem::swap(&mut self.ranks, &mut ranks);
         if !duplicate {
             self.customers[ci].events.insert(at, rec.stamp, name, &row);
             self.event_count += 1;
@@ -270,53 +296,73 @@ impl TablePartition {
         }
     }
 
-    /// Records that rebuild this table's state exactly when restored in order
-    /// (customers in order, each first with its properties, then its events).
-    pub fn to_records(&self, schema: &TableSchema) -> Vec<Record> {
-        let mut out = Vec::with_capacity(self.event_count as usize + self.customers.len());
+    /// Encodes this table's state as log entries that rebuild it exactly
+    /// when applied in order without dedup: customers in order, each first
+    /// with its properties, then its events. `emit` gets each entry.
+    pub fn encode_snapshot(
+        &self,
+        schema: &TableSchema,
+        records_per_entry: usize,
+        emit: &mut dyn FnMut(&[u8]),
+    ) {
+        let mut buf = Vec::new();
+        let mut in_entry = 0usize;
+        let mut values: Vec<ScalarRef<'_>> = Vec::new();
+        let mut runs: Vec<(usize, usize)> = Vec::new();
         for c in &self.customers {
-            out.push(Record {
-                id: c.key.clone(),
-                stamp: 0,
-                event: None,
-                props: Vec::new(),
-                customer_props: self.decode_cells(schema, &c.props),
-            });
-            for i in 0..c.events.len() {
-                out.push(Record {
-                    id: c.key.clone(),
-                    stamp: c.events.stamps[i],
-                    event: Some(self.dict.text(c.events.names[i]).to_string()),
-                    props: self.decode_cells(schema, c.events.row_cells(i)),
-                    customer_props: Vec::new(),
-                });
-            }
-        }
-        out
-    }
-
-    /// Groups cells back into per-property values.
-    pub fn decode_cells(&self, schema: &TableSchema, cells: &[Cell]) -> Vec<PropValues> {
-        let mut out: Vec<PropValues> = Vec::new();
-        for cell in cells {
-            let Some(def) = schema.property_by_id(cell.prop) else {
-                continue;
-            };
-            let v = if def.kind == crate::schema::PropType::Text {
-                Scalar::Text(self.dict.text(cell.value as u32).to_string())
-            } else {
-                Scalar::Num(cell.value as i64)
-            };
-            match out.last_mut() {
-                Some(last) if last.prop == cell.prop => last.values.push(v),
-                _ => out.push(PropValues {
-                    prop: cell.prop,
-                    kind: def.kind,
-                    values: vec![v],
+            let rows = std::iter::once((0, None, &c.props[..], true)).chain(
+                (0..c.events.len()).map(|i| {
+                    let name = self.dict.text(c.events.names[i]);
+                    (c.events.stamps[i], Some(name), c.events.row_cells(i), false)
                 }),
+            );
+            for (stamp, event, cells, customer) in rows {
+                if in_entry == 0 {
+                    buf.clear();
+                    begin_entry(schema.uid, &mut buf);
+                }
+                begin_record(&mut buf, c.key.as_ref(), stamp, event);
+                // Runs of cells by property, for properties the schema still has.
+                runs.clear();
+                let mut i = 0;
+                while i < cells.len() {
+                    let prop = cells[i].prop;
+                    let end = i + cells[i..].iter().take_while(|x| x.prop == prop).count();
+                    if schema.property_by_id(prop).is_some() {
+                        runs.push((i, end));
+                    }
+                    i = end;
+                }
+                for section_is_customer in [false, true] {
+                    let mine = section_is_customer == customer;
+                    put_prop_count(&mut buf, if mine { runs.len() } else { 0 });
+                    if !mine {
+                        continue;
+                    }
+                    for &(start, end) in &runs {
+                        let Some(def) = schema.property_by_id(cells[start].prop) else {
+                            continue;
+                        };
+                        values.clear();
+                        values.extend(cells[start..end].iter().map(|cell| match def.kind {
+                            crate::schema::PropType::Text => {
+                                ScalarRef::Text(Cow::Borrowed(self.dict.text(cell.value as u32)))
+                            }
+                            _ => ScalarRef::Num(cell.value as i64),
+                        }));
+                        put_prop(&mut buf, def.id, def.kind, values.iter());
+                    }
+                }
+                in_entry += 1;
+                if in_entry == records_per_entry {
+                    emit(&buf);
+                    in_entry = 0;
+                }
             }
         }
-        out
+        if in_entry > 0 {
+            emit(&buf);
+        }
     }
 }
 
@@ -359,22 +405,31 @@ mod tests {
         .unwrap()
     }
 
-    fn ev(stamp: i64, event: &str, tags: &[&str]) -> Record {
+    /// One encoded entry holding one event of customer "a".
+    fn ev(stamp: i64, event: &str, tags: &[&str]) -> Vec<u8> {
+        let values: Vec<ScalarRef> = tags
+            .iter()
+            .map(|t| ScalarRef::Text(Cow::Borrowed(*t)))
+            .collect();
         let props = if tags.is_empty() {
             vec![]
         } else {
-            vec![PropValues {
+            vec![crate::codec::PropRef {
                 prop: 0,
                 kind: crate::schema::PropType::Text,
-                values: tags.iter().map(|t| Scalar::Text(t.to_string())).collect(),
+                values: &values,
             }]
         };
-        Record {
-            id: CustomerKey::Text("a".into()),
-            stamp,
-            event: Some(event.into()),
-            props,
-            customer_props: vec![],
+        let mut buf = Vec::new();
+        begin_entry(1, &mut buf);
+        crate::codec::encode_record(&mut buf, KeyRef::Text("a"), stamp, Some(event), &props, &[]);
+        buf
+    }
+
+    fn apply(t: &mut TablePartition, s: &TableSchema, entry: &[u8], dedup: bool) {
+        let (_, recs) = crate::codec::decode_entry(entry).unwrap();
+        for r in &recs {
+            t.apply(s, r, dedup);
         }
     }
 
@@ -396,7 +451,7 @@ mod tests {
             ev(1, "x", &[]),
             ev(5, "aaa", &[]),
         ] {
-            t.apply(&s, &r, true);
+            apply(&mut t, &s, &r, true);
         }
         assert_eq!(
             names(&t),
@@ -408,10 +463,10 @@ mod tests {
                 (5, "aaa".into())
             ]
         );
-        t.apply(&s, &ev(5, "zzz", &[]), true);
-        t.apply(&s, &ev(7, "s", &["a", "b"]), true);
-        t.apply(&s, &ev(7, "s", &["b", "a"]), true);
-        t.apply(&s, &ev(7, "s", &["b"]), true);
+        apply(&mut t, &s, &ev(5, "zzz", &[]), true);
+        apply(&mut t, &s, &ev(7, "s", &["a", "b"]), true);
+        apply(&mut t, &s, &ev(7, "s", &["b", "a"]), true);
+        apply(&mut t, &s, &ev(7, "s", &["b"]), true);
         assert_eq!(t.event_count, 7);
         assert_eq!(t.customers[0].events.len(), 7);
     }
@@ -425,15 +480,13 @@ mod tests {
             ev(5, "ride_end", &[]),
             ev(2, "x", &["a", "b"]),
         ] {
-            t.apply(&s, &r, true);
+            apply(&mut t, &s, &r, true);
         }
         let mut u = TablePartition::default();
         for text in t.dict.texts() {
             u.dict.intern(text);
         }
-        for r in t.to_records(&s) {
-            u.apply(&s, &r, false);
-        }
+        t.encode_snapshot(&s, 2, &mut |entry| apply(&mut u, &s, entry, false));
         assert_eq!(names(&t), names(&u));
         assert_eq!(t.customers[0].events.cells, u.customers[0].events.cells);
     }

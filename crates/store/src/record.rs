@@ -1,6 +1,6 @@
-//! Validated insert records: what the log stores and partitions apply.
+//! Customer ids and partition routing.
 
-use crate::schema::PropType;
+use crate::codec::KeyRef;
 use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -14,14 +14,17 @@ pub enum CustomerKey {
 }
 
 impl CustomerKey {
-    /// The partition this customer lives in. Stable across versions: stored
-    /// data depends on it (rest spec 4.9).
+    /// The id borrowed.
+    pub fn as_ref(&self) -> KeyRef<'_> {
+        match self {
+            CustomerKey::Num(n) => KeyRef::Num(*n),
+            CustomerKey::Text(t) => KeyRef::Text(t),
+        }
+    }
+
+    /// The partition this customer lives in.
     pub fn partition(&self, partitions: u32) -> u32 {
-        let h = match self {
-            CustomerKey::Num(n) => xxh3_64(&n.to_le_bytes()),
-            CustomerKey::Text(t) => xxh3_64(t.as_bytes()),
-        };
-        (h % u64::from(partitions.max(1))) as u32
+        partition_of(self.as_ref(), partitions)
     }
 
     /// The id as the API shows it.
@@ -33,40 +36,13 @@ impl CustomerKey {
     }
 }
 
-/// One property value as logged: numbers of every type as i64 (a double is
-/// fixed point scaled by 10,000, a bool 0 or 1), text as the string itself
-/// (dictionary ids are per partition and assigned on apply).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Scalar {
-    /// Int, fixed-point double or bool.
-    Num(i64),
-    /// Text.
-    Text(String),
-}
-
-/// The values one record gives one property.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PropValues {
-    /// Property id in the table schema.
-    pub prop: u32,
-    /// Its type (kept so a replay can skip values of a dropped property).
-    pub kind: PropType,
-    /// One value, or a set's members in first-appearance order without
-    /// duplicates. Empty means "no value" (a customer property is removed).
-    pub values: Vec<Scalar>,
-}
-
-/// A validated record, ready to log and apply.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
-    /// The customer.
-    pub id: CustomerKey,
-    /// Milliseconds since the epoch.
-    pub stamp: i64,
-    /// Event name; `None` for a customer-only record.
-    pub event: Option<String>,
-    /// Event property values, ascending property id, never empty lists.
-    pub props: Vec<PropValues>,
-    /// Customer property writes, ascending property id; empty `values` removes.
-    pub customer_props: Vec<PropValues>,
+/// The partition of a customer: `xxh3(id) % partitions`, where a numeric id
+/// hashes its little-endian bytes and a textual id its lowercased bytes.
+/// Stable across versions: stored data depends on it (rest spec 4.9).
+pub fn partition_of(key: KeyRef<'_>, partitions: u32) -> u32 {
+    let h = match key {
+        KeyRef::Num(n) => xxh3_64(&n.to_le_bytes()),
+        KeyRef::Text(t) => xxh3_64(t.as_bytes()),
+    };
+    (h % u64::from(partitions.max(1))) as u32
 }

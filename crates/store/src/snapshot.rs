@@ -6,7 +6,7 @@
 //! restore order, then an end marker. A file without a valid end marker is
 //! ignored, so a crash while writing one is harmless.
 
-use crate::codec::{decode_entry, encode_entry};
+use crate::codec::decode_entry;
 use crate::log::{frame, read_frames, sync_dir, Lsn};
 use crate::partition::{PartitionState, TablePartition};
 use crate::schema::TableSchema;
@@ -46,13 +46,13 @@ pub fn encode(
             t.extend_from_slice(text.as_bytes());
         }
         push(&t, &mut out);
-        let records = table.to_records(&schema);
-        for chunk in records.chunks(RECORDS_PER_FRAME) {
-            let mut payload = vec![KIND_RECORDS];
-            let refs: Vec<_> = chunk.iter().collect();
-            encode_entry(uid, &refs, &mut payload);
+        let mut payload = Vec::new();
+        table.encode_snapshot(&schema, RECORDS_PER_FRAME, &mut |entry| {
+            payload.clear();
+            payload.push(KIND_RECORDS);
+            payload.extend_from_slice(entry);
             push(&payload, &mut out);
-        }
+        });
     }
     push(&[KIND_END], &mut out);
     out
@@ -103,11 +103,11 @@ pub fn decode(
                 state.tables.insert(uid, table);
             }
             KIND_RECORDS => {
-                let entry = decode_entry(&payload[1..]).ok()?;
-                let schema = schema_of(entry.table_uid);
-                let table = state.tables.get_mut(&entry.table_uid)?;
+                let (uid, records) = decode_entry(&payload[1..]).ok()?;
+                let schema = schema_of(uid);
+                let table = state.tables.get_mut(&uid)?;
                 if let Some(schema) = schema {
-                    for rec in &entry.records {
+                    for rec in &records {
                         table.apply(&schema, rec, false);
                     }
                 }

@@ -49,7 +49,8 @@ pub fn stamp_from_number(n: Num) -> Result<i64, String> {
 
 /// Reads an ISO 8601 stamp.
 pub fn stamp_from_text(s: &str) -> Result<i64, String> {
-    parse_iso8601(s).ok_or_else(|| format!("'{s}' is not epoch seconds, epoch milliseconds or ISO 8601"))
+    parse_iso8601(s)
+        .ok_or_else(|| format!("'{s}' is not epoch seconds, epoch milliseconds or ISO 8601"))
 }
 
 fn json_kind(v: &Value) -> &'static str {
