@@ -1,4 +1,27 @@
 //! Queries over a node's partitions. Knows nothing of HTTP: each query
-//! returns JSON values or a typed error the server maps to a status.
+//! returns JSON values or a [`QueryError`] the server maps to a status.
 
 pub mod customer;
+pub mod event;
+pub mod view;
+
+use store::StoreError;
+
+/// Why a query failed.
+#[derive(Debug)]
+pub enum QueryError {
+    /// The store refused (unknown table, node not initialised, ...).
+    Store(StoreError),
+    /// The script does not compile.
+    Compile(osl::CompileError),
+    /// A customer's run failed; the query is aborted (OSL spec 13.1, D69).
+    Runtime(osl::RuntimeError),
+    /// `sort=` names no select column.
+    BadSort(String),
+}
+
+impl From<StoreError> for QueryError {
+    fn from(e: StoreError) -> Self {
+        QueryError::Store(e)
+    }
+}

@@ -79,6 +79,70 @@ impl ApiError {
         Value::Object(top)
     }
 
+    /// The OSL error JSON of a script that does not compile (OSL spec 13.3).
+    pub fn from_compile(e: &osl::CompileError) -> Self {
+        Self::osl(
+            "parse",
+            e.code,
+            &e.detail,
+            &e.additional,
+            e.line,
+            e.column,
+            e.section.as_deref(),
+        )
+    }
+
+    /// The OSL error JSON of a run-time fault, which aborts the query.
+    pub fn from_runtime(e: &osl::RuntimeError) -> Self {
+        Self::osl(
+            "run_time",
+            e.code,
+            &e.detail,
+            &e.additional,
+            e.line,
+            e.column,
+            e.section.as_deref(),
+        )
+    }
+
+    fn osl(
+        class: &'static str,
+        code: osl::ErrorCode,
+        detail: &str,
+        additional: &str,
+        line: u32,
+        column: u32,
+        section: Option<&str>,
+    ) -> Self {
+        let mut e = Self::new(StatusCode::BAD_REQUEST, class, code.message(), detail);
+        if !additional.is_empty() {
+            e = e.with("additional", additional);
+        }
+        e = e.with("code", code.code());
+        if line > 0 {
+            e = e.with("line", line).with("column", column);
+        }
+        if let Some(s) = section {
+            e = e.with("section", s);
+        }
+        e
+    }
+
+    /// Maps a query failure.
+    pub fn from_query_error(e: query::QueryError) -> Self {
+        match e {
+            query::QueryError::Store(s) => Self::from_query(s),
+            query::QueryError::Compile(c) => Self::from_compile(&c),
+            query::QueryError::Runtime(r) => Self::from_runtime(&r),
+            query::QueryError::BadSort(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "parse",
+                "syntax_error",
+                "sort property not found in query aggregates",
+            ),
+        }
+    }
+
     /// Maps a store error met by a schema (`config`) endpoint.
     pub fn from_config(e: StoreError) -> Self {
         match e {

@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub max_json_body: usize,
     /// Longest URL (path plus query).
     pub max_url: usize,
+    /// Largest OSL script in one query request.
+    pub max_script: usize,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +40,7 @@ impl Default for ServerConfig {
             max_records: 100_000,
             max_json_body: 1 << 20,
             max_url: 16 << 10,
+            max_script: 1 << 20,
         }
     }
 }

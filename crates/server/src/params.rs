@@ -41,6 +41,11 @@ impl Params {
         self.map.get(name).map(String::as_str)
     }
 
+    /// Every parameter, name (lowercased but for a script variable's name) and value.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.map.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// A boolean parameter (`true`, `t`, `1`, `yes`, empty / `false`, `f`, `0`, `no`).
     pub fn bool(&self, name: &str, default: bool) -> Result<bool, ApiError> {
         match self.get(name) {

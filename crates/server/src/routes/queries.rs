@@ -1,12 +1,16 @@
-//! Query endpoints (rest spec 5). The customer query is served here; the
-//! OSL-driven kinds answer 501 until the OSL engine is wired in.
+//! Query endpoints (rest spec 5): customer and event queries; the
+//! segment, property, histogram and batch kinds answer 501 until built.
 
+use crate::body::read_body;
 use crate::error::{not_initialized, ApiError};
 use crate::params::Params;
 use crate::State;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State as St};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use query::event::{Answer, EventQuery};
 use serde_json::Value;
 use store::ingest::text_id;
 use store::record::CustomerKey;
@@ -58,4 +62,164 @@ pub async fn not_yet(
         "general_error",
         "this endpoint is not implemented yet",
     ))
+}
+
+/// Reads an OSL body: size-limited, gzip allowed, UTF-8, not empty.
+pub(crate) async fn script_body(
+    s: &State,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<String, ApiError> {
+    let bytes = read_body(headers, body, s.config.max_script, "query").await?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "query",
+            "general_error",
+            "query body is not valid UTF-8",
+        )
+    })?;
+    if text.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "query",
+            "general_error",
+            "missing query code (POST query as text)",
+        ));
+    }
+    Ok(text)
+}
+
+/// The `str_`/`int_`/`dbl_`/`bool_` parameters as typed script variables (rest spec 5.1).
+pub(crate) fn script_params(p: &Params) -> Result<osl::Params, ApiError> {
+    let mut out = osl::Params::new();
+    for (key, raw) in p.iter() {
+        let Some((prefix, name)) = key.split_once('_') else {
+            continue;
+        };
+        let value = match prefix {
+            "str" => osl::Value::text(raw),
+            "int" => osl::Value::Int(raw.trim().parse().map_err(|_| {
+                ApiError::param(format!("parameter '{key}' must be an integer; got '{raw}'"))
+            })?),
+            "dbl" => osl::Value::Float(
+                raw.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(|| {
+                        ApiError::param(format!("parameter '{key}' must be a number; got '{raw}'"))
+                    })?,
+            ),
+            "bool" => osl::Value::Bool(crate::params::parse_bool(raw).ok_or_else(|| {
+                ApiError::param(format!(
+                    "parameter '{key}' must be true or false; got '{raw}'"
+                ))
+            })?),
+            _ => continue,
+        };
+        let mut chars = name.chars();
+        let valid = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(ApiError::param(format!(
+                "parameter '{key}': '{name}' is not a valid script variable name"
+            )));
+        }
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
+/// Checks `segments=`: only `*` (everyone) until segments exist.
+pub(crate) fn check_segments(p: &Params) -> Result<(), ApiError> {
+    let Some(list) = p.get("segments") else {
+        return Ok(());
+    };
+    let names: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "query",
+            "general_error",
+            "no segment names specified",
+        ));
+    }
+    if names.len() > 32 {
+        return Err(ApiError::param("more than 32 segments in segments="));
+    }
+    match names.iter().find(|n| **n != "*") {
+        Some(missing) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "run_time",
+            "item not found",
+            format!("missing segment '{missing}'"),
+        )),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub async fn event(
+    St(s): St<State>,
+    Path(table): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !s.db.is_initialized() {
+        return Err(not_initialized());
+    }
+    let p = Params::parse(q.as_deref())?;
+    s.db.table(&table).map_err(ApiError::from_query)?;
+    let source = script_body(&s, &headers, body).await?;
+    let debug = p.bool("debug", false)?;
+    check_segments(&p)?;
+    let descending = match p.get("order").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(other) => {
+            return Err(ApiError::param(format!(
+                "order must be asc or desc; got '{other}'"
+            )))
+        }
+    };
+    let query = EventQuery {
+        params: script_params(&p)?,
+        sort: p.get("sort").map(str::to_string),
+        descending,
+        trim: p.int("trim")?.filter(|&t| t > 0).map(|t| t as usize),
+        session_time: match p.int("session_time")? {
+            Some(t) if t <= 0 => {
+                return Err(ApiError::param(
+                    "session_time must be a positive number of milliseconds",
+                ))
+            }
+            other => other,
+        },
+        stamp_counts: p.bool("stamp_counts", false)?,
+        now: now_ms(),
+    };
+    let answer = super::blocking(move || {
+        query::event::event_query(&s.db, &table, &source, &query, debug)
+            .map_err(ApiError::from_query_error)
+    })
+    .await?;
+    Ok(match answer {
+        Answer::Tree(v) => Json(v).into_response(),
+        Answer::Listing(text) => {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
+    })
 }

@@ -1,0 +1,300 @@
+//! Event queries over HTTP on the highstreet sample: grouping, every
+//! aggregator, nested and reverse iteration, time windows, sessions,
+//! parameters, sorting, errors, and identical answers whatever the
+//! partition count.
+
+mod common;
+use common::{highstreet_events, highstreet_table, Answer, Server};
+use serde_json::{json, Value};
+
+fn highstreet(partitions: &str) -> Server {
+    let s = Server::start(&["--partitions", partitions]);
+    s.create_table("highstreet", &highstreet_table());
+    s.insert_ok("highstreet", &highstreet_events());
+    s
+}
+
+fn query(s: &Server, params: &str, script: &str) -> Answer {
+    s.request(
+        "POST",
+        &format!("/v1/query/highstreet/event{params}"),
+        Some(script.as_bytes()),
+        &[("content-type", "text/plain")],
+    )
+}
+
+fn tree(s: &Server, params: &str, script: &str) -> Value {
+    let a = query(s, params, script);
+    assert_eq!(a.status, 200, "{script}\n{}", a.text);
+    a.json
+}
+
+const REVENUE: &str = "select
+  count id as customers
+  sum total as revenue
+end
+each_row where event.is(== \"purchase\")
+  << shipper
+end";
+
+#[test]
+fn group_and_aggregate_with_sort_order_and_trim() {
+    let s = highstreet("4");
+    let by_customers =
+        json!({"_": [{"g": "ground", "c": [3, 1019.84]}, {"g": "fedex", "c": [2, 318.66]}]});
+    assert_eq!(tree(&s, "", REVENUE), by_customers);
+    assert_eq!(tree(&s, "?sort=revenue", REVENUE), by_customers);
+    assert_eq!(
+        tree(&s, "?sort=revenue&order=asc", REVENUE),
+        json!({"_": [{"g": "fedex", "c": [2, 318.66]}, {"g": "ground", "c": [3, 1019.84]}]})
+    );
+    assert_eq!(
+        tree(&s, "?sort=group&order=ASC", REVENUE)["_"][0]["g"],
+        "fedex"
+    );
+    assert_eq!(
+        tree(&s, "?trim=1", REVENUE),
+        json!({"_": [{"g": "ground", "c": [3, 1019.84]}]})
+    );
+    // The older path answers the same.
+    let a = s.request(
+        "POST",
+        "/v1/query/highstreet/events",
+        Some(REVENUE.as_bytes()),
+        &[],
+    );
+    assert_eq!(a.json, by_customers);
+    assert_eq!(tree(&s, "?segments=*", REVENUE), by_customers);
+}
+
+#[test]
+fn every_aggregator_and_distinct_keys() {
+    let s = highstreet("3");
+    let t = tree(
+        &s,
+        "",
+        "select
+  count id as customers
+  count product_name as items
+  sum product_price as spend
+  min product_price as cheapest
+  max product_price as priciest
+  avg product_price as average
+end
+each_row where event.is(== \"cart_item\")
+  << \"all\"
+end",
+    );
+    let c = &t["_"][0]["c"];
+    assert_eq!(t["_"][0]["g"], "all");
+    assert_eq!(
+        c.as_array().unwrap()[0..5],
+        [
+            json!(3),
+            json!(13),
+            json!(1338.5),
+            json!(17.99),
+            json!(649.99)
+        ]
+    );
+    assert!((c[5].as_f64().unwrap() - 1338.5 / 13.0).abs() < 1e-9, "{c}");
+    // `with order_id`: each order once per customer per node; `all`: every push.
+    let t = tree(
+        &s,
+        "",
+        "select
+  count id as customers
+  sum total as per_order with order_id
+  count order_id as rows all
+end
+each_row where true
+  << event
+end",
+    );
+    let purchase = t["_"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["g"] == "purchase")
+        .unwrap();
+    assert_eq!(purchase["c"], json!([3, 1338.5, 6]));
+    let items = t["_"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["g"] == "cart_item")
+        .unwrap();
+    assert_eq!(items["c"], json!([3, 0.0, 13]));
+}
+
+#[test]
+fn nested_sequences_reverse_and_windows() {
+    let s = highstreet("4");
+    let next_purchase = "each_row where event.is(== \"purchase\")
+  first = shipper
+  each_row.continue().next().limit(1) where event.is(== \"purchase\")
+    << first, shipper
+  end
+end";
+    assert_eq!(
+        tree(&s, "", next_purchase),
+        json!({"_": [{"g": "fedex", "c": [2], "_": [{"g": "ground", "c": [2]}, {"g": "fedex", "c": [1]}]}]})
+    );
+    let last = "each_row.reverse().limit(1) where event.is(== \"purchase\")
+  << shipper
+end";
+    assert_eq!(
+        tree(&s, "", last),
+        json!({"_": [{"g": "ground", "c": [3]}]})
+    );
+    let repeat = "each_row where event.is(== \"purchase\")
+  s = stamp
+  each_row.continue().next().look_ahead(3_days, s).limit(1) where event.is(== \"purchase\")
+    << \"repeat within 3 days\"
+  end
+end";
+    assert_eq!(
+        tree(&s, "", repeat),
+        json!({"_": [{"g": "repeat within 3 days", "c": [1]}]})
+    );
+}
+
+#[test]
+fn sessions_count_per_customer_and_follow_session_time() {
+    let s = highstreet("2");
+    let script = "select
+  count id as customers
+  count session as sessions
+end
+each_row where event.is(== \"purchase\")
+  << event
+end";
+    assert_eq!(
+        tree(&s, "", script),
+        json!({"_": [{"g": "purchase", "c": [3, 6]}]})
+    );
+    // With a one-week gap every customer's purchases form one session.
+    assert_eq!(
+        tree(&s, "?session_time=604800000", script),
+        json!({"_": [{"g": "purchase", "c": [3, 3]}]})
+    );
+}
+
+#[test]
+fn script_parameters_and_templates() {
+    let s = highstreet("4");
+    let expect = |v: &Value| {
+        let mut ids: Vec<String> = v["_"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["g"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let vars = "each_row where event.is(== \"purchase\") && shipper == ship
+  << id
+end";
+    assert_eq!(
+        expect(&tree(&s, "?str_ship=ground", vars)),
+        ["klara", "kyle", "tommy"]
+    );
+    assert_eq!(
+        expect(&tree(&s, "?str_ship=fedex", vars)),
+        ["klara", "tommy"]
+    );
+    let templ = "each_row where shipper.is(== {{ship}}) && cart_size >= {{n}}
+  << id
+end";
+    assert_eq!(
+        expect(&tree(&s, "?str_ship=ground&int_n=3", templ)),
+        ["klara", "kyle"]
+    );
+    let missing = query(&s, "?str_ship=ground", templ);
+    assert_eq!(missing.status, 400);
+    assert_eq!(missing.json["error"]["message"], "template_missing_var");
+    assert_eq!(query(&s, "?int_n=three", templ).status, 400);
+    assert_eq!(query(&s, "?str_1bad=x", vars).status, 400);
+}
+
+#[test]
+fn compile_and_runtime_errors_are_400_with_positions() {
+    let s = highstreet("2");
+    let a = query(
+        &s,
+        "",
+        "each_row where event.is(== \"purchase\"\n  << shipper\nend",
+    );
+    assert_eq!(a.status, 400);
+    assert_eq!(a.json["error"]["class"], "parse");
+    assert_eq!(a.json["error"]["message"], "syntax_error");
+    assert_eq!(
+        (
+            a.json["error"]["line"].as_u64(),
+            a.json["error"]["column"].as_u64()
+        ),
+        (Some(2), Some(3))
+    );
+    assert_eq!(a.json["error"]["additional"], "<< shipper");
+    let unknown = query(&s, "", "each_row where true\n  << no_such_property\nend");
+    assert_eq!(unknown.status, 400);
+    assert_eq!(unknown.json["error"]["line"], 2);
+    let rt = query(
+        &s,
+        "",
+        "each_row where event.is(== \"purchase\")\n  for t in shipper\n    << t\n  end\nend",
+    );
+    assert_eq!(rt.status, 400, "{}", rt.text);
+    assert_eq!(rt.json["error"]["class"], "run_time");
+    assert_eq!(rt.json["error"]["line"], 2);
+    let empty = query(&s, "", "  \n");
+    assert_eq!(
+        (empty.status, empty.detail()),
+        (400, "missing query code (POST query as text)")
+    );
+    let sort = query(&s, "?sort=nope", REVENUE);
+    assert_eq!(
+        (sort.status, sort.detail()),
+        (400, "sort property not found in query aggregates")
+    );
+    assert_eq!(query(&s, "?order=sideways", REVENUE).status, 400);
+    let seg = query(&s, "?segments=vip", REVENUE);
+    assert_eq!((seg.status, seg.detail()), (400, "missing segment 'vip'"));
+    assert_eq!(
+        query(&s, "?segments=,", REVENUE).detail(),
+        "no segment names specified"
+    );
+    let missing_table = s.request("POST", "/v1/query/nope/event", Some(b"<< 1"), &[]);
+    assert_eq!(
+        (missing_table.status, missing_table.detail()),
+        (404, "table could not be found")
+    );
+    // The server is unharmed.
+    assert_eq!(tree(&s, "", REVENUE)["_"][0]["c"], json!([3, 1019.84]));
+}
+
+#[test]
+fn debug_returns_a_plain_text_listing() {
+    let s = highstreet("2");
+    let a = query(&s, "?debug=true", REVENUE);
+    assert_eq!(a.status, 200);
+    assert!(a.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(a.text.contains("purchase"), "{}", a.text);
+    assert!(a.json.is_null(), "a listing, not a result tree");
+}
+
+#[test]
+fn answers_do_not_depend_on_the_partition_count() {
+    let one = highstreet("1");
+    let many = highstreet("7");
+    let scripts = [
+        REVENUE,
+        "each_row where event.is(== \"cart_item\")\n  << product_group, product_name\nend",
+        "select\n  count id as c\n  count session as s\n  max product_price as m\nend\neach_row where true\n  << event, shipper\nend",
+        "each_row.reverse() where true\n  << get_day_of_week(stamp)\nend",
+    ];
+    for script in scripts {
+        assert_eq!(tree(&one, "", script), tree(&many, "", script), "{script}");
+    }
+}

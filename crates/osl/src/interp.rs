@@ -1,0 +1,1297 @@
+//! The interpreter: runs a [`Program`] for one customer over its rows
+//! (§1.2, §6, §7, §8, §9, §10.1-10.2). Nothing here panics on script or
+//! data input: every failure is a [`RuntimeError`].
+
+use crate::ast::*;
+use crate::compile::Program;
+use crate::error::{ErrorCode, Pos, RuntimeError};
+use crate::functions::{call_pure, to_stamp, Func};
+use crate::result_tree::{ColumnAgg, Dedup, GroupKey, Node, ResultTree};
+use crate::value::{
+    arith, compare, contains_all, contains_any, contains_member, negate, nested_deeper_than,
+    set_insert, values_equal, values_order, CmpOp, DictMap, Key, SetMap, Value, MAX_VALUE_DEPTH,
+    TOO_DEEP,
+};
+use crate::view::{CustomerId, CustomerView, CustomerWrite, RunContext, RunOutcome, StoredValue};
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// De-duplication key of one push for one column (§10.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum DKey {
+    Customer,
+    Row(usize),
+    Stamp(i64),
+    Session(i64),
+    Val(Option<u64>),
+}
+
+/// Reusable per-worker scratch state. Create one per (program, partition
+/// dictionary) with [`Program::new_state`] and pass it to every run: it
+/// caches dictionary ids of the program's text constants and keeps buffers
+/// so runs do not allocate per row.
+#[derive(Debug, Default)]
+pub struct RunState {
+    vars: Vec<Value>,
+    text_ids: Vec<Option<u32>>,
+    dedup: HashSet<(u64, u32, DKey)>,
+    sessions: Vec<i64>,
+    sessions_ready: bool,
+    windows: Vec<Option<(i64, i64)>>,
+    col_vals: Vec<(Option<i64>, DKey)>,
+}
+
+type RtResult<T> = Result<T, (ErrorCode, String, Pos)>;
+
+enum Flow {
+    Normal,
+    Break(u32),
+    Continue,
+    Stop,
+}
+
+/// Time bounds of a scan; `None` means "no rows".
+type Bounds = Option<(i64, i64)>;
+
+impl Program {
+    /// Fresh scratch state for this program.
+    pub fn new_state(&self) -> RunState {
+        RunState {
+            text_ids: vec![None; self.texts.len()],
+            ..RunState::default()
+        }
+    }
+
+    /// Runs the script for one customer: pushes go into `out` (segment
+    /// `ctx.segment`), the outcome carries the return value, customer
+    /// property writes and debug output.
+    pub fn run<C: CustomerView>(
+        &self,
+        customer: &C,
+        ctx: &RunContext,
+        state: &mut RunState,
+        out: &mut ResultTree,
+    ) -> Result<RunOutcome, RuntimeError> {
+        if state.text_ids.len() != self.texts.len() {
+            state.text_ids = vec![None; self.texts.len()];
+        }
+        state.vars.clear();
+        state.vars.resize(self.names.len(), Value::Nil);
+        state.dedup.clear();
+        state.sessions_ready = false;
+        state.windows.clear();
+        for (slot, v) in &self.param_inits {
+            if let Some(x) = state.vars.get_mut(*slot as usize) {
+                *x = v.clone();
+            }
+        }
+        if let Some(x) = state.vars.get_mut(self.each_value_slot as usize) {
+            *x = ctx.each_value.clone();
+        }
+        let mut initial = Vec::with_capacity(self.customer_slots.len());
+        for (slot, def) in &self.customer_slots {
+            let mut it = customer.customer_values(def.index);
+            let v = if def.is_set {
+                let mut m = SetMap::new();
+                for raw in it {
+                    let _ = set_insert(&mut m, decode(customer, def.kind, raw));
+                }
+                if m.is_empty() {
+                    Value::Nil
+                } else {
+                    Value::Set(Arc::new(m))
+                }
+            } else {
+                it.next()
+                    .map_or(Value::Nil, |raw| decode(customer, def.kind, raw))
+            };
+            if let Some(x) = state.vars.get_mut(*slot as usize) {
+                *x = v.clone();
+            }
+            initial.push(v);
+        }
+        let mut it = Interp {
+            prog: self,
+            c: customer,
+            ctx,
+            st: state,
+            out,
+            n: customer.row_count(),
+            cursor: 0,
+            loop_depth: 0,
+            pos: Pos::default(),
+            outcome: RunOutcome::default(),
+        };
+        let res = it.block(&self.stmts);
+        let pos = it.pos;
+        let mut outcome = std::mem::take(&mut it.outcome);
+        let to_err = |(code, detail, pos): (ErrorCode, String, Pos)| RuntimeError {
+            code,
+            detail,
+            line: pos.line + self.line_offset,
+            column: pos.col,
+            additional: self.source_line(pos.line + self.line_offset),
+            section: self.section.clone(),
+        };
+        res.map_err(to_err)?;
+        for ((slot, def), init) in self.customer_slots.iter().zip(initial.iter()) {
+            let now = state.vars.get(*slot as usize).cloned().unwrap_or_default();
+            let same = values_equal(&now, init) && now.type_name() == init.type_name();
+            if same {
+                continue;
+            }
+            let values = store_value(def, &now)
+                .map_err(|d| to_err((ErrorCode::RunTimeExceptionTriggered, d, pos)))?;
+            outcome.writes.push(CustomerWrite {
+                prop: def.index,
+                values,
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// Convenience: runs with a fresh [`RunState`] (allocates; prefer
+    /// [`Program::run`] in loops).
+    pub fn run_once<C: CustomerView>(
+        &self,
+        customer: &C,
+        ctx: &RunContext,
+        out: &mut ResultTree,
+    ) -> Result<RunOutcome, RuntimeError> {
+        let mut st = self.new_state();
+        self.run(customer, ctx, &mut st, out)
+    }
+}
+
+fn decode<C: CustomerView>(c: &C, kind: PropKind, raw: u64) -> Value {
+    match kind {
+        PropKind::Int => Value::Int(raw as i64),
+        PropKind::Double => Value::Float(raw as i64 as f64 / 10_000.0),
+        PropKind::Bool => Value::Bool(raw != 0),
+        PropKind::Text => Value::text(c.text(raw as u32)),
+    }
+}
+
+fn scalar_to_stored(kind: PropKind, v: &Value) -> Option<StoredValue> {
+    Some(match kind {
+        PropKind::Int => match v.to_int() {
+            Value::Int(i) => StoredValue::Num(i),
+            _ => return None,
+        },
+        PropKind::Double => match v.to_float() {
+            Value::Float(f) if f.is_finite() => StoredValue::Num((f * 10_000.0).round() as i64),
+            _ => return None,
+        },
+        PropKind::Bool => StoredValue::Num(i64::from(v.truthy())),
+        PropKind::Text => StoredValue::Text(v.to_text()),
+    })
+}
+
+/// Coerces a customer-property value for storage (§7.6).
+fn store_value(def: &crate::schema::PropDef, v: &Value) -> Result<Vec<StoredValue>, String> {
+    if v.is_nil() {
+        return Ok(Vec::new());
+    }
+    if def.is_set {
+        let items: Vec<Value> = match v {
+            Value::List(l) => (**l).clone(),
+            Value::Set(s) => s.values().cloned().collect(),
+            Value::Dict(_) => {
+                return Err(format!(
+                    "property '{}' is a set type and cannot be a Dict",
+                    def.name
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "property '{}' is a set type. Values must be 'List' or 'Set'",
+                    def.name
+                ))
+            }
+        };
+        let mut out: Vec<StoredValue> = Vec::new();
+        for it in items.iter().filter(|x| !x.is_nil()) {
+            if let Some(s) = scalar_to_stored(def.kind, it) {
+                if !out.contains(&s) {
+                    out.push(s);
+                }
+            }
+        }
+        return Ok(out);
+    }
+    if v.is_container() {
+        return Err(format!(
+            "property '{}' is not defined as a 'set' type.",
+            def.name
+        ));
+    }
+    Ok(scalar_to_stored(def.kind, v).into_iter().collect())
+}
+
+struct Interp<'r, C: CustomerView> {
+    prog: &'r Program,
+    c: &'r C,
+    ctx: &'r RunContext,
+    st: &'r mut RunState,
+    out: &'r mut ResultTree,
+    n: usize,
+    cursor: usize,
+    loop_depth: u32,
+    pos: Pos,
+    outcome: RunOutcome,
+}
+
+fn rt<T>(code: ErrorCode, detail: impl Into<String>, pos: Pos) -> RtResult<T> {
+    Err((code, detail.into(), pos))
+}
+
+impl<C: CustomerView> Interp<'_, C> {
+    fn fail<T>(&self, detail: impl Into<String>) -> RtResult<T> {
+        rt(ErrorCode::RunTimeExceptionTriggered, detail, self.pos)
+    }
+
+    // ----- statements ----------------------------------------------------------
+
+    fn block(&mut self, stmts: &[Stmt]) -> RtResult<Flow> {
+        for s in stmts {
+            match self.stmt(s)? {
+                Flow::Normal => {}
+                other => return Ok(other),
+            }
+        }
+        Ok(Flow::Normal)
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> RtResult<Flow> {
+        match s {
+            Stmt::Assign {
+                target,
+                op,
+                value,
+                pos,
+            } => {
+                self.pos = *pos;
+                let v = self.eval(value)?;
+                let mut keys = Vec::with_capacity(target.path.len());
+                for k in &target.path {
+                    keys.push(self.eval(k)?);
+                }
+                self.pos = *pos;
+                let v = match op {
+                    None => v,
+                    Some(op) => {
+                        let cur = self.read_path(target.slot, &keys);
+                        arith(*op, &cur, &v)
+                            .map_err(|d| (ErrorCode::RunTimeExceptionTriggered, d, *pos))?
+                    }
+                };
+                let slot = target.slot as usize;
+                let Some(root) = self.st.vars.get_mut(slot) else {
+                    return self.fail("invalid variable slot");
+                };
+                set_path(root, &keys, v)
+                    .map_err(|d| (ErrorCode::RunTimeExceptionTriggered, d, *pos))?;
+                Ok(Flow::Normal)
+            }
+            Stmt::If { arms, otherwise } => {
+                for (cond, body) in arms {
+                    if self.eval(cond)?.truthy() {
+                        return self.block(body);
+                    }
+                }
+                match otherwise {
+                    Some(b) => self.block(b),
+                    None => Ok(Flow::Normal),
+                }
+            }
+            Stmt::For {
+                var,
+                src,
+                body,
+                pos,
+            } => {
+                let v = self.eval(src)?;
+                self.pos = *pos;
+                let items: Vec<Value> = match v {
+                    Value::Nil => Vec::new(),
+                    Value::List(l) => (*l).clone(),
+                    Value::Set(s) => s.values().cloned().collect(),
+                    Value::Dict(d) => d.values().map(|(k, _)| k.clone()).collect(),
+                    other => {
+                        return rt(
+                            ErrorCode::IterationError,
+                            format!("cannot iterate over a value of type {}", other.type_name()),
+                            *pos,
+                        )
+                    }
+                };
+                self.loop_depth += 1;
+                let mut result = Flow::Normal;
+                for item in items {
+                    if let Some(x) = self.st.vars.get_mut(*var as usize) {
+                        *x = item;
+                    }
+                    match self.block(body)? {
+                        Flow::Normal | Flow::Continue => {}
+                        Flow::Break(n) => {
+                            if n > 1 {
+                                result = Flow::Break(n - 1);
+                            }
+                            break;
+                        }
+                        Flow::Stop => {
+                            result = Flow::Stop;
+                            break;
+                        }
+                    }
+                }
+                self.loop_depth -= 1;
+                Ok(result)
+            }
+            Stmt::EachRow {
+                mods,
+                cond,
+                body,
+                pos,
+            } => {
+                self.pos = *pos;
+                self.each_row(mods, cond.as_ref(), body)
+            }
+            Stmt::Push { groups, pos } => {
+                let mut vals = Vec::with_capacity(groups.len());
+                for g in groups {
+                    vals.push(self.eval(g)?);
+                }
+                self.pos = *pos;
+                self.push(&vals)?;
+                Ok(Flow::Normal)
+            }
+            Stmt::Break(d, pos) => match d {
+                BreakDepth::Fixed(0) => Ok(Flow::Normal),
+                BreakDepth::Fixed(n) => Ok(Flow::Break(*n)),
+                BreakDepth::Computed(e, max) => {
+                    let v = self.eval(e)?;
+                    let n = match &v {
+                        Value::Text(t) if &**t == "all" => i64::from(*max),
+                        Value::Text(t) if &**t == "top" => i64::from(*max) - 1,
+                        other => match other.to_int() {
+                            Value::Int(i) => i,
+                            _ => -1,
+                        },
+                    };
+                    if n == 0 && matches!(&v, Value::Text(_)) {
+                        return Ok(Flow::Normal);
+                    }
+                    if n < 1 || n > i64::from(*max) {
+                        return rt(
+                            ErrorCode::BreakDepthTooDeep,
+                            format!(
+                                "break {} to deep for current nest level ({max})",
+                                v.to_text()
+                            ),
+                            *pos,
+                        );
+                    }
+                    Ok(Flow::Break(n as u32))
+                }
+            },
+            Stmt::Continue => Ok(Flow::Continue),
+            Stmt::Exit => {
+                self.outcome.value = Value::Nil;
+                Ok(Flow::Stop)
+            }
+            Stmt::Return(e) => {
+                self.outcome.value = match e {
+                    Some(e) => self.eval(e)?,
+                    None => Value::Nil,
+                };
+                Ok(Flow::Stop)
+            }
+            Stmt::Expr(e) => {
+                self.eval(e)?;
+                Ok(Flow::Normal)
+            }
+        }
+    }
+
+    fn read_path(&self, slot: u32, keys: &[Value]) -> Value {
+        let mut v = self.st.vars.get(slot as usize).cloned().unwrap_or_default();
+        for k in keys {
+            v = index(&v, k);
+        }
+        v
+    }
+
+    // ----- iteration --------------------------------------------------------------
+
+    fn stamp_arg(&mut self, e: &Expr) -> RtResult<Option<i64>> {
+        let v = self.eval(e)?;
+        to_stamp(&v).or_else(|_| {
+            rt(
+                ErrorCode::DateParseError,
+                format!("could not read '{}' as a timestamp", v.to_text()),
+                self.pos,
+            )
+        })
+    }
+
+    fn width_arg(&mut self, e: &Expr) -> RtResult<Option<i64>> {
+        Ok(match self.eval(e)?.to_int() {
+            Value::Int(i) => Some(i),
+            _ => None,
+        })
+    }
+
+    /// Bounds of a scope, starting from `base` (already intersected input).
+    fn scope_bounds(&mut self, scope: &TimeScope, base: Bounds) -> RtResult<Bounds> {
+        let mut b = base;
+        if let Some((s, e)) = &scope.range {
+            let lo = self.stamp_arg(s)?;
+            let hi = self.stamp_arg(e)?;
+            b = match (lo, hi) {
+                (Some(lo), Some(hi)) => Some((lo, hi)),
+                _ => None,
+            };
+        }
+        if let Some((k, w, a)) = &scope.window {
+            let width = self.width_arg(w)?;
+            let anchor = self.stamp_arg(a)?;
+            let win = match (width, anchor) {
+                (Some(w), Some(a)) => Some(match k {
+                    WindowKind::Within => (a.saturating_sub(w), a.saturating_add(w)),
+                    WindowKind::LookAhead => (a, a.saturating_add(w)),
+                    WindowKind::LookBack => (a.saturating_sub(w), a),
+                }),
+                _ => None,
+            };
+            b = match (b, win) {
+                (Some((l1, h1)), Some((l2, h2))) => Some((l1.max(l2), h1.min(h2))),
+                _ => None,
+            };
+        }
+        Ok(b)
+    }
+
+    /// Evaluates iterator modifiers once, at the enclosing cursor (§6.4).
+    /// Returns (start, step, limit, bounds, has_window).
+    fn iter_setup(&mut self, m: &IterMods) -> RtResult<(i64, i64, u64, Bounds)> {
+        let n = self.n as i64;
+        let d: i64 = if m.reverse { -1 } else { 1 };
+        let mut start = if let Some(f) = &m.from {
+            match self.eval(f)?.to_int() {
+                Value::Int(i) => i,
+                _ => -1,
+            }
+        } else if m.cont {
+            self.cursor as i64
+        } else if d > 0 {
+            0
+        } else {
+            n - 1
+        };
+        if m.next {
+            start += d;
+        }
+        let limit = match &m.limit {
+            Some(l) => match self.eval(l)?.to_int() {
+                Value::Int(i) => i.max(0) as u64,
+                _ => 0,
+            },
+            None => u64::MAX,
+        };
+        let bounds = self.scope_bounds(&m.scope, Some((i64::MIN, i64::MAX)))?;
+        Ok((start, d, limit, bounds))
+    }
+
+    /// Runs the scan algorithm of §6.4, calling `visit` for rows in scope
+    /// with the cursor set; `visit` returns (matched, stop).
+    fn scan(
+        &mut self,
+        m: &IterMods,
+        visit: &mut dyn FnMut(&mut Self) -> RtResult<(bool, bool)>,
+    ) -> RtResult<()> {
+        let (start, d, limit, bounds) = self.iter_setup(m)?;
+        let Some((lo, hi)) = bounds else {
+            return Ok(());
+        };
+        let saved = self.cursor;
+        self.st.windows.push(if m.scope.is_some() {
+            Some((lo, hi))
+        } else {
+            None
+        });
+        let n = self.n as i64;
+        let mut matches = 0u64;
+        let mut i = start;
+        let mut result = Ok(());
+        while matches < limit && i >= 0 && i < n {
+            let s = self.c.stamp(i as usize);
+            if s < lo {
+                if d < 0 {
+                    break;
+                }
+                i += d;
+                continue;
+            }
+            if s > hi {
+                if d > 0 {
+                    break;
+                }
+                i += d;
+                continue;
+            }
+            self.cursor = i as usize;
+            match visit(self) {
+                Ok((matched, stop)) => {
+                    if matched {
+                        matches += 1;
+                    }
+                    if stop {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+            i += d;
+        }
+        self.st.windows.pop();
+        self.cursor = saved;
+        result
+    }
+
+    fn each_row(&mut self, m: &IterMods, cond: Option<&Expr>, body: &[Stmt]) -> RtResult<Flow> {
+        let mut flow = Flow::Normal;
+        self.loop_depth += 1;
+        let r = self.scan(m, &mut |me: &mut Self| {
+            if let Some(c) = cond {
+                if !me.eval(c)?.truthy() {
+                    return Ok((false, false));
+                }
+            }
+            match me.block(body)? {
+                Flow::Normal | Flow::Continue => Ok((true, false)),
+                Flow::Break(n) => {
+                    if n > 1 {
+                        flow = Flow::Break(n - 1);
+                    }
+                    Ok((true, true))
+                }
+                Flow::Stop => {
+                    flow = Flow::Stop;
+                    Ok((true, true))
+                }
+            }
+        });
+        self.loop_depth -= 1;
+        r?;
+        Ok(flow)
+    }
+
+    fn inline_agg(&mut self, a: &InlineAgg) -> RtResult<Value> {
+        let mut acc = AggAcc::default();
+        let kind = a.kind;
+        self.scan(&a.mods, &mut |me: &mut Self| {
+            if let Some(c) = &a.cond {
+                if !me.eval(c)?.truthy() {
+                    return Ok((false, false));
+                }
+            }
+            match kind {
+                AggKind::Test => {
+                    acc.found = Some(me.cursor);
+                    return Ok((true, true));
+                }
+                AggKind::Row => {
+                    acc.found = Some(me.cursor);
+                    return Ok((true, true));
+                }
+                _ => {}
+            }
+            let v = match &a.value {
+                Some(e) => me.eval(e)?,
+                None => Value::Nil,
+            };
+            acc.add(kind, v);
+            Ok((true, false))
+        })?;
+        Ok(acc.finish(kind))
+    }
+
+    // ----- rows and properties ------------------------------------------------------
+
+    fn on_row(&self) -> bool {
+        self.cursor < self.n
+    }
+
+    fn id_value(&self) -> Value {
+        match self.c.id() {
+            CustomerId::Int(i) => Value::Int(i),
+            CustomerId::Text(t) => Value::text(t),
+        }
+    }
+
+    fn ensure_sessions(&mut self) {
+        if self.st.sessions_ready {
+            return;
+        }
+        self.st.sessions.clear();
+        let mut s = 1i64;
+        for r in 0..self.n {
+            if r > 0 {
+                let gap = self.c.stamp(r).saturating_sub(self.c.stamp(r - 1));
+                if gap > self.ctx.session_time {
+                    s += 1;
+                }
+            }
+            self.st.sessions.push(s);
+        }
+        self.st.sessions_ready = true;
+    }
+
+    fn session_at(&mut self, row: usize) -> i64 {
+        self.ensure_sessions();
+        self.st.sessions.get(row).copied().unwrap_or(0)
+    }
+
+    fn prop_at(&mut self, p: PropRef, row: usize) -> Value {
+        if let PropRef::Id = p {
+            return self.id_value();
+        }
+        if row >= self.n {
+            return Value::Nil;
+        }
+        match p {
+            PropRef::Stamp => Value::Int(self.c.stamp(row)),
+            PropRef::Event => Value::text(self.c.text(self.c.event(row))),
+            PropRef::Session => Value::Int(self.session_at(row)),
+            PropRef::Id => self.id_value(),
+            PropRef::User {
+                index,
+                kind,
+                is_set,
+            } => {
+                let mut it = self.c.values(row, index);
+                if is_set {
+                    let mut m = SetMap::new();
+                    for raw in it {
+                        let _ = set_insert(&mut m, decode(self.c, kind, raw));
+                    }
+                    if m.is_empty() {
+                        Value::Nil
+                    } else {
+                        Value::Set(Arc::new(m))
+                    }
+                } else {
+                    it.next()
+                        .map_or(Value::Nil, |raw| decode(self.c, kind, raw))
+                }
+            }
+        }
+    }
+
+    fn text_id(&mut self, idx: u32) -> Option<u32> {
+        let i = idx as usize;
+        if let Some(Some(id)) = self.st.text_ids.get(i) {
+            return Some(*id);
+        }
+        let t = self.prog.texts.get(i)?;
+        let id = self.c.text_id(t);
+        if let Some(slot) = self.st.text_ids.get_mut(i) {
+            *slot = id;
+        }
+        id
+    }
+
+    /// Evaluates `prop cmp rhs` at the cursor row (set rules of §7.5).
+    fn filter_at_cursor(&mut self, f: &PropFilter) -> RtResult<bool> {
+        if let Some(idx) = f.text_const {
+            let id = self.text_id(idx);
+            let hit = match (id, self.on_row()) {
+                (Some(id), true) => match f.prop {
+                    PropRef::Event => self.c.event(self.cursor) == id,
+                    PropRef::User { index, .. } => self
+                        .c
+                        .values(self.cursor, index)
+                        .any(|raw| raw == u64::from(id)),
+                    _ => false,
+                },
+                _ => false,
+            };
+            return Ok(if f.cmp == CmpOp::Ne { !hit } else { hit });
+        }
+        let lhs = self.prop_at(f.prop, self.cursor);
+        let rhs = self.eval(&f.rhs)?;
+        if f.prop.is_set() {
+            let Value::Set(members) = &lhs else {
+                return Ok(matches!(f.cmp, CmpOp::Ne | CmpOp::NotIn));
+            };
+            return Ok(match f.cmp {
+                CmpOp::Eq => members.values().any(|m| values_equal(m, &rhs)),
+                CmpOp::Ne => !members.values().any(|m| values_equal(m, &rhs)),
+                CmpOp::In => members.values().any(|m| contains_member(&rhs, m)),
+                CmpOp::NotIn => !members.values().any(|m| contains_member(&rhs, m)),
+                CmpOp::Contains => contains_all(&lhs, &rhs),
+                CmpOp::Any => contains_any(&lhs, &rhs),
+                op => members.values().any(|m| compare(op, m, &rhs)),
+            });
+        }
+        Ok(compare(f.cmp, &lhs, &rhs))
+    }
+
+    fn filter(&mut self, f: &PropFilter) -> RtResult<bool> {
+        match f.mode {
+            FilterMode::Is => self.filter_at_cursor(f),
+            FilterMode::IsNot => Ok(!self.filter_at_cursor(f)?),
+            FilterMode::Ever | FilterMode::Never => {
+                let found = self.ever(f)?;
+                Ok(if f.mode == FilterMode::Ever {
+                    found
+                } else {
+                    !found
+                })
+            }
+        }
+    }
+
+    fn ever(&mut self, f: &PropFilter) -> RtResult<bool> {
+        // Inherited window of the innermost iterator (§7.4).
+        let inherited = match self.st.windows.last() {
+            Some(Some(w)) => Some(*w),
+            _ => Some((i64::MIN, i64::MAX)),
+        };
+        let base = if f.scope.range.is_some() {
+            Some((i64::MIN, i64::MAX))
+        } else {
+            inherited
+        };
+        let Some((lo, hi)) = self.scope_bounds(&f.scope, base)? else {
+            return Ok(false);
+        };
+        let saved = self.cursor;
+        let (from, to) = if f.next {
+            let back = matches!(f.scope.window, Some((WindowKind::LookBack, _, _)));
+            if back {
+                (0, saved.min(self.n))
+            } else {
+                (saved.saturating_add(1), self.n)
+            }
+        } else {
+            (0, self.n)
+        };
+        let mut found = false;
+        let mut res = Ok(());
+        for r in from..to {
+            let s = self.c.stamp(r);
+            if s < lo {
+                continue;
+            }
+            if s > hi {
+                break;
+            }
+            self.cursor = r;
+            match self.filter_at_cursor(f) {
+                Ok(true) => {
+                    found = true;
+                    break;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    res = Err(e);
+                    break;
+                }
+            }
+        }
+        self.cursor = saved;
+        res?;
+        Ok(found)
+    }
+
+    // ----- expressions ---------------------------------------------------------
+
+    fn eval(&mut self, e: &Expr) -> RtResult<Value> {
+        Ok(match e {
+            Expr::Lit(v) => v.clone(),
+            Expr::Var(s) => self.st.vars.get(*s as usize).cloned().unwrap_or_default(),
+            Expr::Prop(p) => self.prop_at(*p, self.cursor),
+            Expr::Filter(f) => Value::Bool(self.filter(f)?),
+            Expr::Neg(x, pos) => {
+                let v = self.eval(x)?;
+                negate(&v).map_err(|d| (ErrorCode::RunTimeExceptionTriggered, d, *pos))?
+            }
+            Expr::Not(x) => Value::Bool(!self.eval(x)?.truthy()),
+            Expr::Arith(op, a, b, pos) => {
+                let x = self.eval(a)?;
+                let y = self.eval(b)?;
+                arith(*op, &x, &y).map_err(|d| (ErrorCode::RunTimeExceptionTriggered, d, *pos))?
+            }
+            Expr::Cmp(op, a, b) => {
+                let x = self.eval(a)?;
+                let y = self.eval(b)?;
+                Value::Bool(compare(*op, &x, &y))
+            }
+            Expr::And(a, b) => Value::Bool(self.eval(a)?.truthy() && self.eval(b)?.truthy()),
+            Expr::Or(a, b) => Value::Bool(self.eval(a)?.truthy() || self.eval(b)?.truthy()),
+            Expr::Index(a, k) => {
+                let v = self.eval(a)?;
+                let k = self.eval(k)?;
+                index(&v, &k)
+            }
+            Expr::List(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    let v = self.eval(i)?;
+                    if nested_deeper_than(&v, MAX_VALUE_DEPTH - 1) {
+                        return self.fail(TOO_DEEP);
+                    }
+                    out.push(v);
+                }
+                Value::list(out)
+            }
+            Expr::Dict(items) => {
+                let mut d = DictMap::new();
+                for (k, e) in items {
+                    let v = self.eval(e)?;
+                    if nested_deeper_than(&v, MAX_VALUE_DEPTH - 1) {
+                        return self.fail(TOO_DEEP);
+                    }
+                    if let Some(h) = Key::of(k) {
+                        d.insert(h, (k.clone(), v));
+                    }
+                }
+                Value::Dict(Arc::new(d))
+            }
+            Expr::Call(f, args, pos) => {
+                let mut vals = Vec::with_capacity(args.len());
+                for a in args {
+                    vals.push(self.eval(a)?);
+                }
+                self.pos = *pos;
+                self.call(*f, vals, *pos)?
+            }
+            Expr::Agg(a, pos) => {
+                self.pos = *pos;
+                self.inline_agg(a)?
+            }
+        })
+    }
+
+    fn call(&mut self, f: Func, args: Vec<Value>, pos: Pos) -> RtResult<Value> {
+        let a0 = args.first().cloned().unwrap_or_default();
+        let seg = |me: &Self, v: &Value| -> RtResult<bool> {
+            let name = v.to_text();
+            me.c.in_segment(&name).map_or_else(
+                || {
+                    rt(
+                        ErrorCode::SetMathParamInvalid,
+                        format!("segment '{name}' set could not be found"),
+                        pos,
+                    )
+                },
+                Ok,
+            )
+        };
+        Ok(match f {
+            Func::Now => Value::Int(self.ctx.now),
+            Func::Cursor => Value::Int(self.cursor as i64),
+            Func::RowCount => Value::Int(self.n as i64),
+            Func::FirstStamp => {
+                if self.n > 0 {
+                    Value::Int(self.c.stamp(0))
+                } else {
+                    Value::Nil
+                }
+            }
+            Func::LastStamp => {
+                if self.n > 0 {
+                    Value::Int(self.c.stamp(self.n - 1))
+                } else {
+                    Value::Nil
+                }
+            }
+            Func::SessionCount => {
+                if self.n == 0 {
+                    Value::Int(0)
+                } else {
+                    Value::Int(self.session_at(self.n - 1))
+                }
+            }
+            Func::GetRow => self.get_row(&a0),
+            Func::Log => {
+                let parts: Vec<String> = args.iter().map(|v| v.to_log_text(false)).collect();
+                self.outcome.log.push(parts.join(" "));
+                Value::Nil
+            }
+            Func::Debug => {
+                self.outcome.debug.push(a0);
+                Value::Nil
+            }
+            Func::Population => Value::Bool(seg(self, &a0)?),
+            Func::Compliment => Value::Bool(!seg(self, &a0)?),
+            Func::Intersection | Func::Union | Func::Difference => {
+                let a = seg(self, &a0)?;
+                let b = seg(self, &args.get(1).cloned().unwrap_or_default())?;
+                Value::Bool(match f {
+                    Func::Intersection => a && b,
+                    Func::Union => a || b,
+                    _ => a && !b,
+                })
+            }
+            _ => match call_pure(f, &args) {
+                Some(Ok(v)) => v,
+                Some(Err(d)) => return rt(ErrorCode::RunTimeExceptionTriggered, d, pos),
+                None => {
+                    return rt(
+                        ErrorCode::RunTimeExceptionTriggered,
+                        format!("'{}' is not callable here", f.name()),
+                        pos,
+                    )
+                }
+            },
+        })
+    }
+
+    fn get_row(&mut self, idx: &Value) -> Value {
+        let row = match idx.to_int() {
+            Value::Int(i) if i >= 0 && (i as u64) < self.n as u64 => i as usize,
+            _ => return Value::Nil,
+        };
+        let mut d = DictMap::new();
+        let mut put = |name: &str, v: Value| {
+            if v.is_nil() {
+                return;
+            }
+            let k = Value::text(name);
+            if let Some(h) = Key::of(&k) {
+                d.insert(h, (k, v));
+            }
+        };
+        put("stamp", Value::Int(self.c.stamp(row)));
+        put("event", Value::text(self.c.text(self.c.event(row))));
+        put("id", self.id_value());
+        let props = self.prog.event_props.clone();
+        for (name, p) in props.iter() {
+            let v = self.prop_at(*p, row);
+            put(name, v);
+        }
+        Value::Dict(Arc::new(d))
+    }
+
+    // ----- pushes ----------------------------------------------------------------
+
+    fn push(&mut self, groups: &[Value]) -> RtResult<()> {
+        // Column values and de-duplication keys at the cursor row, computed once.
+        let row = self.cursor;
+        let mut cols = std::mem::take(&mut self.st.col_vals);
+        cols.clear();
+        for c in self.prog.columns.iter() {
+            let v = self.col_value(c.prop, row);
+            let key = match c.dedup {
+                Dedup::All => DKey::Val(None),
+                Dedup::Customer => DKey::Customer,
+                Dedup::Session => DKey::Session(if row < self.n {
+                    self.session_at(row)
+                } else {
+                    0
+                }),
+                Dedup::Row => {
+                    if self.ctx.stamp_counts && row < self.n {
+                        DKey::Stamp(self.c.stamp(row))
+                    } else {
+                        DKey::Row(row)
+                    }
+                }
+                Dedup::Key(p) => DKey::Val(self.key_value(p, row)),
+            };
+            cols.push((v, key));
+        }
+        let mut path = Vec::with_capacity(groups.len());
+        let r = self.fan_out(groups, &mut path, &cols);
+        self.st.col_vals = cols;
+        r
+    }
+
+    /// Raw aggregation value of a column at `row` (None when absent).
+    fn col_value(&mut self, p: PropRef, row: usize) -> Option<i64> {
+        match p {
+            PropRef::Id => Some(1),
+            _ if row >= self.n => None,
+            PropRef::Stamp => Some(self.c.stamp(row)),
+            PropRef::Event => Some(1),
+            PropRef::Session => Some(self.session_at(row)),
+            PropRef::User { index, .. } => self.c.values(row, index).next().map(|raw| raw as i64),
+        }
+    }
+
+    fn key_value(&mut self, p: PropRef, row: usize) -> Option<u64> {
+        match p {
+            PropRef::Id => Some(0),
+            _ if row >= self.n => None,
+            PropRef::Stamp => Some(self.c.stamp(row) as u64),
+            PropRef::Event => Some(u64::from(self.c.event(row))),
+            PropRef::Session => Some(self.session_at(row) as u64),
+            PropRef::User { index, .. } => {
+                // Sets: a hash of all members (FNV-1a).
+                let mut it = self.c.values(row, index).peekable();
+                it.peek()?;
+                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+                for raw in it {
+                    h ^= raw;
+                    h = h.wrapping_mul(0x0100_0000_01b3);
+                }
+                Some(h)
+            }
+        }
+    }
+
+    fn fan_out(
+        &mut self,
+        groups: &[Value],
+        path: &mut Vec<GroupKey>,
+        cols: &[(Option<i64>, DKey)],
+    ) -> RtResult<()> {
+        let Some((first, rest)) = groups.split_first() else {
+            return self.aggregate_path(path, cols);
+        };
+        match first {
+            Value::Nil => self.aggregate_path(path, cols),
+            Value::List(_) | Value::Set(_) => {
+                let items: Vec<Value> = match first {
+                    Value::List(l) => (**l).clone(),
+                    Value::Set(s) => s.values().cloned().collect(),
+                    _ => Vec::new(),
+                };
+                if items.is_empty() {
+                    return self.aggregate_path(path, cols);
+                }
+                for it in items {
+                    let mut sub = Vec::with_capacity(groups.len());
+                    sub.push(it);
+                    sub.extend(rest.iter().cloned());
+                    self.fan_out(&sub, path, cols)?;
+                }
+                Ok(())
+            }
+            Value::Dict(_) => self.fail("group value must be a scalar, list or set"),
+            scalar => {
+                let key = match scalar {
+                    Value::Bool(b) => GroupKey::Bool(*b),
+                    Value::Int(i) => GroupKey::Int(*i),
+                    Value::Float(f) => GroupKey::float(*f),
+                    Value::Text(t) => GroupKey::Text(t.clone()),
+                    _ => return Ok(()),
+                };
+                path.push(key);
+                let r = self.fan_out(rest, path, cols);
+                path.pop();
+                r
+            }
+        }
+    }
+
+    fn aggregate_path(&mut self, path: &[GroupKey], cols: &[(Option<i64>, DKey)]) -> RtResult<()> {
+        if path.is_empty() {
+            return Ok(());
+        }
+        let seg = self.ctx.segment.min(self.out.segments() - 1);
+        let ncols = self.prog.columns.len();
+        let (roots, next_id, width) = self.out.parts_mut();
+        let mut level: &mut std::collections::HashMap<GroupKey, Node> = roots;
+        for key in path {
+            let node = ResultTree::child_mut(level, next_id, width, key);
+            for (ci, (v, dk)) in cols.iter().enumerate() {
+                let col = &self.prog.columns[ci.min(ncols.saturating_sub(1))];
+                if col.dedup != Dedup::All && !self.st.dedup.insert((node.id, ci as u32, *dk)) {
+                    continue;
+                }
+                let Some(v) = v else { continue };
+                if let Some(acc) = node.accs.get_mut(seg * ncols + ci) {
+                    match col.agg {
+                        ColumnAgg::Count => acc.count += 1,
+                        _ => acc.add(*v),
+                    }
+                }
+            }
+            level = &mut node.children;
+        }
+        Ok(())
+    }
+}
+
+/// Subscript read (§4.7): never fails, never inserts.
+fn index(v: &Value, k: &Value) -> Value {
+    match v {
+        Value::List(l) => match k {
+            Value::Int(i) if *i >= 0 => l.get(*i as usize).cloned().unwrap_or_default(),
+            _ => Value::Nil,
+        },
+        Value::Dict(d) => Key::of(k)
+            .and_then(|h| d.get(&h).map(|(_, v)| v.clone()))
+            .unwrap_or_default(),
+        _ => Value::Nil,
+    }
+}
+
+/// Subscript write (§4.7).
+fn set_path(root: &mut Value, keys: &[Value], v: Value) -> Result<(), String> {
+    if !keys.is_empty() && nested_deeper_than(&v, MAX_VALUE_DEPTH.saturating_sub(keys.len())) {
+        return Err(TOO_DEEP.into());
+    }
+    let Some((k, rest)) = keys.split_first() else {
+        *root = v;
+        return Ok(());
+    };
+    match root {
+        Value::Dict(d) => {
+            let h = Key::of(k).ok_or_else(|| {
+                if k.is_nil() {
+                    "nil cannot be a dictionary key".to_string()
+                } else {
+                    format!("a {} cannot be a dictionary key", k.type_name())
+                }
+            })?;
+            let d = Arc::make_mut(d);
+            if rest.is_empty() {
+                d.insert(h, (k.clone(), v));
+                return Ok(());
+            }
+            match d.get_mut(&h) {
+                Some((_, inner @ (Value::Dict(_) | Value::List(_)))) => set_path(inner, rest, v),
+                _ => Err(format!("key '{}' not in dictionary", k.to_text())),
+            }
+        }
+        Value::List(l) => {
+            let i = match k {
+                Value::Int(i) if *i >= 0 && (*i as u64) < l.len() as u64 => *i as usize,
+                _ => return Err("index out of range".into()),
+            };
+            let l = Arc::make_mut(l);
+            let Some(slot) = l.get_mut(i) else {
+                return Err("index out of range".into());
+            };
+            if rest.is_empty() {
+                *slot = v;
+                return Ok(());
+            }
+            match slot {
+                Value::Dict(_) | Value::List(_) => set_path(slot, rest, v),
+                _ => Err("index out of range".into()),
+            }
+        }
+        other => Err(format!(
+            "cannot assign through a subscript of a {}",
+            other.type_name()
+        )),
+    }
+}
+
+/// Accumulator of inline aggregations.
+#[derive(Default)]
+struct AggAcc {
+    count: i64,
+    int_sum: i64,
+    float_sum: f64,
+    any_float: bool,
+    overflow: bool,
+    best: Option<Value>,
+    distinct: Vec<Value>,
+    keys: HashSet<Key>,
+    found: Option<usize>,
+}
+
+impl AggAcc {
+    fn add(&mut self, kind: AggKind, v: Value) {
+        if v.is_nil() {
+            return;
+        }
+        match kind {
+            AggKind::Count => self.count += 1,
+            AggKind::DCount => match Key::of(&v) {
+                Some(k) => {
+                    if self.keys.insert(k) {
+                        self.count += 1;
+                    }
+                }
+                None => {
+                    if !self.distinct.iter().any(|x| values_equal(x, &v)) {
+                        self.distinct.push(v);
+                        self.count += 1;
+                    }
+                }
+            },
+            AggKind::Sum | AggKind::Avg => {
+                let n = match &v {
+                    Value::Int(i) => Some((Some(*i), *i as f64)),
+                    Value::Bool(b) => Some((Some(i64::from(*b)), f64::from(u8::from(*b)))),
+                    Value::Float(f) => Some((None, *f)),
+                    Value::Text(t) => crate::value::numeric_text(t).map(|f| (None, f)),
+                    _ => None,
+                };
+                if let Some((i, f)) = n {
+                    self.count += 1;
+                    self.float_sum += f;
+                    match i {
+                        Some(i) if !self.any_float => match self.int_sum.checked_add(i) {
+                            Some(s) => self.int_sum = s,
+                            None => self.overflow = true,
+                        },
+                        _ => self.any_float = true,
+                    }
+                }
+            }
+            AggKind::Min | AggKind::Max => {
+                let better = match &self.best {
+                    None => true,
+                    Some(b) => {
+                        let o = values_order(&v, b);
+                        if kind == AggKind::Min {
+                            o == Some(Ordering::Less)
+                        } else {
+                            o == Some(Ordering::Greater)
+                        }
+                    }
+                };
+                if better && (self.best.is_some() || !v.is_container()) {
+                    self.best = Some(v);
+                }
+            }
+            AggKind::Test | AggKind::Row => {}
+        }
+    }
+
+    fn finish(self, kind: AggKind) -> Value {
+        match kind {
+            AggKind::Count | AggKind::DCount => Value::Int(self.count),
+            AggKind::Sum => {
+                if self.count == 0 {
+                    Value::Nil
+                } else if self.any_float || self.overflow {
+                    Value::Float(self.float_sum)
+                } else {
+                    Value::Int(self.int_sum)
+                }
+            }
+            AggKind::Avg => {
+                if self.count == 0 {
+                    Value::Nil
+                } else {
+                    Value::Float(self.float_sum / self.count as f64)
+                }
+            }
+            AggKind::Min | AggKind::Max => self.best.unwrap_or_default(),
+            AggKind::Test => Value::Bool(self.found.is_some()),
+            AggKind::Row => self.found.map_or(Value::Nil, |r| Value::Int(r as i64)),
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Program>();
+    is::<ResultTree>();
+    is::<HashMap<u8, u8>>();
+}

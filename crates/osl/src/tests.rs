@@ -1,0 +1,1192 @@
+//! End-to-end tests: real scripts over the §1.4 bookstore data.
+
+use crate::functions::parse_iso8601;
+use crate::testkit::TestPartition;
+use crate::*;
+use serde_json::json;
+
+fn prop(name: &str, kind: PropKind, is_set: bool, is_customer: bool, index: u32) -> PropDef {
+    PropDef {
+        name: name.into(),
+        kind,
+        is_set,
+        is_customer,
+        index,
+    }
+}
+
+fn schema() -> Schema {
+    Schema {
+        props: vec![
+            prop("title", PropKind::Text, false, false, 10),
+            prop("genre", PropKind::Text, true, false, 11),
+            prop("price", PropKind::Double, false, false, 12),
+            prop("qty", PropKind::Int, false, false, 13),
+            prop("order_no", PropKind::Int, false, false, 14),
+            prop("channel", PropKind::Text, false, false, 15),
+            prop("tier", PropKind::Text, false, true, 16),
+            prop("spend_90d", PropKind::Double, false, true, 17),
+            prop("favourite_genres", PropKind::Text, true, true, 18),
+            prop("gift", PropKind::Bool, false, false, 19),
+        ],
+        numeric_ids: false,
+    }
+}
+
+fn ms(iso: &str) -> i64 {
+    parse_iso8601(iso).unwrap_or(0)
+}
+
+fn t(s: &str) -> Value {
+    Value::text(s)
+}
+
+fn genres(g: &[&str]) -> Value {
+    Value::list(g.iter().map(|x| t(x)).collect())
+}
+
+/// The §1.4 data: ana (0) and ben (1).
+fn bookstore() -> TestPartition {
+    let mut p = TestPartition::new(schema());
+    let ana = p.add_customer("ana");
+    p.add_row(
+        ana,
+        ms("2024-03-01T10:00:00Z"),
+        "view",
+        &[
+            ("title", t("Dune")),
+            ("genre", genres(&["scifi", "classic"])),
+        ],
+    );
+    p.add_row(
+        ana,
+        ms("2024-03-01T10:05:00Z"),
+        "order",
+        &[
+            ("title", t("Dune")),
+            ("genre", genres(&["scifi", "classic"])),
+            ("price", Value::Float(12.5)),
+            ("qty", Value::Int(1)),
+            ("order_no", Value::Int(501)),
+        ],
+    );
+    p.add_row(
+        ana,
+        ms("2024-03-04T09:00:00Z"),
+        "view",
+        &[
+            ("title", t("Emma")),
+            ("genre", genres(&["romance", "classic"])),
+        ],
+    );
+    p.add_row(
+        ana,
+        ms("2024-03-09T18:30:00Z"),
+        "order",
+        &[
+            ("title", t("Emma")),
+            ("genre", genres(&["romance", "classic"])),
+            ("price", Value::Float(8.0)),
+            ("qty", Value::Int(2)),
+            ("order_no", Value::Int(502)),
+        ],
+    );
+    let ben = p.add_customer("ben");
+    p.add_row(
+        ben,
+        ms("2024-03-02T12:00:00Z"),
+        "order",
+        &[
+            ("title", t("Dune")),
+            ("genre", genres(&["scifi", "classic"])),
+            ("price", Value::Float(12.5)),
+            ("qty", Value::Int(1)),
+            ("order_no", Value::Int(601)),
+        ],
+    );
+    p.add_row(
+        ben,
+        ms("2024-03-02T12:00:00Z"),
+        "order",
+        &[
+            ("title", t("Neuromancer")),
+            ("genre", genres(&["scifi"])),
+            ("price", Value::Float(20.0)),
+            ("qty", Value::Int(1)),
+            ("order_no", Value::Int(601)),
+        ],
+    );
+    p.set_segment(ana, "big_spenders", false);
+    p.set_segment(ben, "big_spenders", true);
+    p
+}
+
+fn ctx() -> RunContext {
+    RunContext {
+        now: ms("2024-03-10T00:00:00Z"),
+        ..RunContext::default()
+    }
+}
+
+fn compile_ok(src: &str) -> Program {
+    match compile(src, &schema(), &Params::new()) {
+        Ok(p) => p,
+        Err(e) => panic!("compile failed: {e} ({})", e.additional),
+    }
+}
+
+fn compile_kind(src: &str, kind: ScriptKind) -> Result<Program, CompileError> {
+    compile_with(
+        src,
+        &schema(),
+        &Params::new(),
+        &CompileOptions {
+            kind,
+            ..CompileOptions::default()
+        },
+    )
+}
+
+fn compile_err(src: &str) -> CompileError {
+    match compile(src, &schema(), &Params::new()) {
+        Ok(_) => panic!("expected a compile error for {src:?}"),
+        Err(e) => e,
+    }
+}
+
+/// Runs an event query over every customer, rendering with `opts`.
+fn event_query_opts(src: &str, opts: &RenderOptions) -> serde_json::Value {
+    let p = bookstore();
+    let prog = compile_ok(src);
+    let mut st = prog.new_state();
+    let mut tree = prog.new_tree(1);
+    for i in 0..p.customers.len() {
+        if let Err(e) = prog.run(&p.view(i), &ctx(), &mut st, &mut tree) {
+            panic!("runtime error: {e}");
+        }
+    }
+    tree.render(opts)
+}
+
+fn event_query(src: &str) -> serde_json::Value {
+    event_query_opts(src, &RenderOptions::default())
+}
+
+/// Runs a script for one customer and returns its outcome.
+fn outcome(src: &str, customer: usize) -> RunOutcome {
+    let p = bookstore();
+    let prog = compile_ok(src);
+    let mut tree = prog.new_tree(1);
+    match prog.run_once(&p.view(customer), &ctx(), &mut tree) {
+        Ok(o) => o,
+        Err(e) => panic!("runtime error: {e}"),
+    }
+}
+
+/// The debug(...) values of a run, as JSON.
+fn debug_of(src: &str, customer: usize) -> Vec<serde_json::Value> {
+    outcome(src, customer)
+        .debug
+        .iter()
+        .map(Value::to_json)
+        .collect()
+}
+
+fn debug1(src: &str) -> serde_json::Value {
+    debug_of(src, 0)
+        .into_iter()
+        .next()
+        .unwrap_or(json!("<no debug output>"))
+}
+
+fn runtime_err(src: &str, customer: usize) -> RuntimeError {
+    let p = bookstore();
+    let prog = compile_ok(src);
+    let mut tree = prog.new_tree(1);
+    match prog.run_once(&p.view(customer), &ctx(), &mut tree) {
+        Ok(_) => panic!("expected a runtime error for {src:?}"),
+        Err(e) => e,
+    }
+}
+
+// ----- spec examples: result trees -------------------------------------------
+
+#[test]
+fn example_1_month_and_title() {
+    let j = event_query(
+        "select\n  count id    as readers\n  count title as lines\n  sum   price as revenue\nend\n\neach_row where event.is(== \"order\")\n  << get_month(stamp), title\nend\n",
+    );
+    assert_eq!(
+        j,
+        json!({"_": [
+            {"g": 3, "c": [2, 4, 53.0], "_": [
+                {"g": "Dune", "c": [2, 2, 25.0]},
+                {"g": "Emma", "c": [1, 1, 8.0]},
+                {"g": "Neuromancer", "c": [1, 1, 20.0]}
+            ]}
+        ]})
+    );
+}
+
+#[test]
+fn example_2_fan_out_and_dedup() {
+    let j = event_query(
+        "select\n  count id    as readers\n  sum   price as revenue\n  count order_no with order_no as orders\nend\neach_row where event.is(== \"order\")\n  << \"orders\", genre\nend",
+    );
+    assert_eq!(
+        j,
+        json!({"_": [
+            {"g": "orders", "c": [2, 53.0, 3], "_": [
+                {"g": "classic", "c": [2, 33.0, 3]},
+                {"g": "scifi", "c": [2, 45.0, 2]},
+                {"g": "romance", "c": [1, 8.0, 1]}
+            ]}
+        ]})
+    );
+}
+
+#[test]
+fn appendix_c_worked_example() {
+    let src = "# which title did a customer order next?\nselect\n  count id    as readers\n  sum   price as revenue\nend\n\neach_row where event.is(== \"order\")\n  first_title = title\n  first_order = order_no\n  each_row.continue().next().limit(1) where event.is(== \"order\") && order_no.is(!= first_order)\n    << first_title, title\n  end\nend\n";
+    let j = event_query(src);
+    assert_eq!(
+        j,
+        json!({"_": [{"g": "Dune", "c": [1, 8.0], "_": [{"g": "Emma", "c": [1, 8.0]}]}]})
+    );
+}
+
+#[test]
+fn segment_compare_columns() {
+    let p = bookstore();
+    let prog = compile_ok("each_row where event.is(== \"order\")\n  << title\nend");
+    let mut st = prog.new_state();
+    let mut tree = prog.new_tree(2);
+    for i in 0..p.customers.len() {
+        // segment 0 = "*", segment 1 = big_spenders (ben only)
+        let mut c = ctx();
+        prog.run(&p.view(i), &c, &mut st, &mut tree).ok();
+        if i == 1 {
+            c.segment = 1;
+            prog.run(&p.view(i), &c, &mut st, &mut tree).ok();
+        }
+    }
+    assert_eq!(
+        tree.render(&RenderOptions::default()),
+        json!({"_": [
+            {"g": "Dune", "c": [2], "c2": [1]},
+            {"g": "Emma", "c": [1], "c2": [0]},
+            {"g": "Neuromancer", "c": [1], "c2": [1]}
+        ]})
+    );
+}
+
+#[test]
+fn merge_of_partitions_equals_single_tree() {
+    let p = bookstore();
+    let src = "select\n count id\n sum price as revenue\n min price as lo\n max qty as hi\n avg price as mean\nend\neach_row where event == 'order'\n << title\nend";
+    let prog = compile_ok(src);
+    let mut whole = prog.new_tree(1);
+    let mut a = prog.new_tree(1);
+    let mut b = prog.new_tree(1);
+    let mut st = prog.new_state();
+    for i in 0..2 {
+        prog.run(&p.view(i), &ctx(), &mut st, &mut whole).ok();
+    }
+    prog.run(&p.view(0), &ctx(), &mut st, &mut a).ok();
+    prog.run(&p.view(1), &ctx(), &mut st, &mut b).ok();
+    b.merge(a);
+    let o = RenderOptions::default();
+    assert_eq!(whole.render(&o), b.render(&o));
+    let j = b.render(&o);
+    assert_eq!(
+        j["_"][0],
+        json!({"g": "Dune", "c": [2, 25.0, 12.5, 1, 12.5]})
+    );
+}
+
+#[test]
+fn sort_by_alias_group_and_trim() {
+    let src = "select\n count id as readers\n sum price as revenue\nend\neach_row where event == 'order'\n << title\nend";
+    let prog = compile_ok(src);
+    let idx = prog.new_tree(1).column_index("revenue");
+    assert_eq!(idx, Some(1));
+    let j = event_query_opts(
+        src,
+        &RenderOptions {
+            sort: SortBy::Column(1),
+            descending: false,
+            trim: Some(2),
+        },
+    );
+    assert_eq!(j["_"].as_array().map(Vec::len), Some(2));
+    assert_eq!(j["_"][0]["g"], "Emma");
+    assert_eq!(j["_"][1]["g"], "Neuromancer");
+    let j = event_query_opts(
+        src,
+        &RenderOptions {
+            sort: SortBy::Group,
+            descending: false,
+            trim: None,
+        },
+    );
+    let keys: Vec<&str> = j["_"].as_array().map_or(vec![], |a| {
+        a.iter().filter_map(|n| n["g"].as_str()).collect()
+    });
+    assert_eq!(keys, vec!["Dune", "Emma", "Neuromancer"]);
+}
+
+#[test]
+fn typed_group_keys_and_nil_cut() {
+    let j = event_query("<< 5, nil, \"never\"\n<< 5.0\n<< \"5\"\n<< true\n<< nil");
+    let keys: Vec<serde_json::Value> = j["_"]
+        .as_array()
+        .map_or(vec![], |a| a.iter().map(|n| n["g"].clone()).collect());
+    assert_eq!(keys.len(), 4);
+    assert!(keys.contains(&json!(5)));
+    assert!(keys.contains(&json!(5.0)));
+    assert!(keys.contains(&json!("5")));
+    assert!(keys.contains(&json!(true)));
+    // the nil cut the path: no child below 5
+    let five = j["_"]
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["g"] == json!(5)).cloned());
+    assert_eq!(five.and_then(|n| n.get("_").cloned()), None);
+}
+
+#[test]
+fn dict_group_is_runtime_error() {
+    let e = runtime_err("<< {a: 1}", 0);
+    assert_eq!(e.detail, "group value must be a scalar, list or set");
+    assert_eq!(e.line, 1);
+}
+
+#[test]
+fn select_all_and_session_columns() {
+    let j = event_query(
+        "select\n count title as lines all\n count session as sessions\nend\neach_row\n << \"x\"\n << \"x\"\nend",
+    );
+    // ana: 4 rows pushed twice each with `all` => 8; ben 2 rows x2 => 4
+    // sessions: ana's rows: 10:00,10:05 (one session), 03-04, 03-09 => 3; ben 1
+    assert_eq!(j["_"][0]["c"], json!([12, 4]));
+}
+
+#[test]
+fn stamp_counts_dedups_by_stamp() {
+    let p = bookstore();
+    let prog = compile_ok("select\n count title\nend\neach_row\n << 'all'\nend");
+    let mut tree = prog.new_tree(1);
+    let c = RunContext {
+        stamp_counts: true,
+        ..ctx()
+    };
+    prog.run_once(&p.view(1), &c, &mut tree).ok();
+    // ben's two rows share one stamp
+    assert_eq!(
+        tree.render(&RenderOptions::default())["_"][0]["c"],
+        json!([1])
+    );
+}
+
+// ----- statements and iteration ---------------------------------------------------
+
+fn five_rows() -> TestPartition {
+    let mut p = TestPartition::new(schema());
+    let c = p.add_customer("x");
+    for s in 0..5 {
+        p.add_row(
+            c,
+            ms("2024-01-01T00:00:30Z") + s * 1000,
+            "purchase",
+            &[("qty", Value::Int(s))],
+        );
+    }
+    p
+}
+
+fn count_runs(src: &str) -> Vec<serde_json::Value> {
+    let p = five_rows();
+    let prog = compile_ok(src);
+    let mut tree = prog.new_tree(1);
+    match prog.run_once(&p.view(0), &ctx(), &mut tree) {
+        Ok(o) => o.debug.iter().map(Value::to_json).collect(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn each_row_suite_facts() {
+    assert_eq!(
+        count_runs("n = 0\neach_row.limit(2)\n n += 1\nend\ndebug(n)"),
+        vec![json!(2)]
+    );
+    assert_eq!(
+        count_runs("r = []\neach_row.range('2024-01-01T00:00:30Z', '2024-01-01T00:00:32Z')\n r += qty\nend\ndebug(r)"),
+        vec![json!([0, 1, 2])]
+    );
+    assert_eq!(
+        count_runs("r = []\neach_row.reverse().range('2024-01-01T00:00:30Z', '2024-01-01T00:00:32Z')\n r += qty\nend\ndebug(r)"),
+        vec![json!([2, 1, 0])]
+    );
+    assert_eq!(
+        count_runs("n = 0\neach_row.limit(1)\n each_row.continue()\n  n += 1\n end\nend\ndebug(n)"),
+        vec![json!(5)]
+    );
+    assert_eq!(
+        count_runs(
+            "n = 0\neach_row.limit(1)\n each_row.continue().next()\n  n += 1\n end\nend\ndebug(n)"
+        ),
+        vec![json!(4)]
+    );
+    assert_eq!(
+        count_runs("n = 0\neach_row.from(2)\n n += 1\nend\ndebug(n)"),
+        vec![json!(3)]
+    );
+    assert_eq!(
+        count_runs(
+            "n = 0\neach_row.from(1).next().limit(2) where qty >= 0\n n += qty\nend\ndebug(n)"
+        ),
+        vec![json!(5)]
+    );
+}
+
+#[test]
+fn break_continue_and_levels() {
+    assert_eq!(
+        count_runs("n = 0\neach_row\n if qty == 1\n  continue\n end\n if qty == 3\n  break\n end\n n += 1\nend\ndebug(n)"),
+        vec![json!(2)]
+    );
+    assert_eq!(
+        count_runs("n = 0\nfor a in [1, 2, 3]\n for b in [1, 2]\n  n += 1\n  break(2)\n end\nend\ndebug(n)"),
+        vec![json!(1)]
+    );
+    assert_eq!(
+        count_runs("n = 0\nfor a in [1, 2, 3]\n for b in [1, 2]\n  for c in [1, 2]\n   n += 1\n   break(\"top\")\n  end\n end\nend\ndebug(n)"),
+        vec![json!(3)]
+    );
+    assert_eq!(
+        count_runs("n = 0\nfor a in [1, 2, 3]\n for b in [1, 2]\n  n += 1\n  break(\"all\")\n end\nend\ndebug(n)"),
+        vec![json!(1)]
+    );
+    let p = five_rows();
+    let prog = compile_ok("k = 3\nfor a in [1]\n break(k)\nend");
+    let mut tree = prog.new_tree(1);
+    let e = prog.run_once(&p.view(0), &ctx(), &mut tree).err();
+    assert_eq!(e.map(|e| e.code), Some(ErrorCode::BreakDepthTooDeep));
+}
+
+#[test]
+fn exit_return_and_pushes_survive() {
+    let o = outcome("<< 'a'\nexit\n<< 'b'", 0);
+    assert!(o.value.is_nil());
+    let o = outcome(
+        "each_row\n if cursor == 2\n  return(cursor * 10)\n end\nend\nreturn(1)",
+        0,
+    );
+    assert_eq!(o.value.to_json(), json!(20));
+    let j = event_query("<< 'a'\nreturn\n<< 'b'");
+    assert_eq!(j, json!({"_": [{"g": "a", "c": [2]}]}));
+}
+
+#[test]
+fn if_elif_else_and_python_colons() {
+    let src = "x = 15\nif x > 20:\n debug(\"big\")\nelif x > 10:\n debug(\"mid\")\nelse if x > 5\n debug(\"small\")\nelse:\n debug(\"tiny\")\nend";
+    assert_eq!(debug1(src), json!("mid"));
+    assert_eq!(
+        debug1("if false\n debug(1)\nelsif nil\n debug(2)\nelse\n debug(3)\nend"),
+        json!(3)
+    );
+}
+
+#[test]
+fn for_loops_over_containers() {
+    assert_eq!(
+        debug1("r = []\nfor k in {b: 1, a: 2}\n r += k\nend\ndebug(r)"),
+        json!(["b", "a"])
+    );
+    assert_eq!(
+        debug1("r = 0\nfor k in set(3, 4, 3)\n r += k\nend\ndebug(r)"),
+        json!(7)
+    );
+    assert_eq!(
+        debug1("r = 0\nfor k in nil\n r += 1\nend\ndebug(r)"),
+        json!(0)
+    );
+    // the loop variable keeps its last value; the source is a snapshot
+    assert_eq!(
+        debug1("l = [1, 2]\nfor k in l\n l = l + 9\nend\ndebug([k, l])"),
+        json!([2, [1, 2, 9, 9]])
+    );
+    let e = runtime_err(
+        "total = 0\nfor t in title        # not iterable\n  total += 1\nend",
+        0,
+    );
+    assert_eq!(e.code, ErrorCode::IterationError);
+    assert_eq!(e.detail, "cannot iterate over a value of type text");
+    assert_eq!((e.line, e.column), (2, 10));
+    assert_eq!(e.additional, "for t in title        # not iterable");
+    assert_eq!(e.to_json()["error"]["message"], "iteration error");
+}
+
+#[test]
+fn set_property_iteration_at_cursor() {
+    let j = event_query("for g in genre\n << g\nend");
+    // cursor row 0: ana {scifi, classic}; ben {scifi, classic}
+    assert_eq!(
+        j,
+        json!({"_": [{"g": "classic", "c": [2]}, {"g": "scifi", "c": [2]}]})
+    );
+}
+
+#[test]
+fn assignment_forms_and_subscripts() {
+    assert_eq!(
+        debug1("a = 2 + 3 * 4\nb = 10 - 4 - 3\ndebug([a, b, a-1, -a])"),
+        json!([14, 3, 13, -14])
+    );
+    assert_eq!(
+        debug1("x = 5\nx += 2\nx *= 3\nx -= 1\nx /= 4\ndebug(x)"),
+        json!(5)
+    );
+    assert_eq!(
+        debug1("d = {\"a\": {\"b\": [1, 2]}}\nd[\"a\"][\"b\"][1] = 7\nd[\"c\"] = 1\nd[\"c\"] += 1\ndebug(d)"),
+        json!({"a": {"b": [1, 7]}, "c": 2})
+    );
+    assert_eq!(debug1("shelf = {\"scifi\": [\"Dune\"]}\ncopy = shelf[\"scifi\"]\ncopy = copy + \"N\"\ndebug(shelf)"), json!({"scifi": ["Dune"]}));
+    assert_eq!(
+        debug1("d = {}\nx = d[\"missing\"]\ndebug([x, len(d)])"),
+        json!([null, 0])
+    );
+    assert_eq!(debug1("d = {}\nd[1] = \"a\"\ndebug(d[1.0])"), json!("a"));
+    let e = runtime_err("d = {}\nd[\"a\"][\"b\"] = 1", 0);
+    assert_eq!(e.detail, "key 'a' not in dictionary");
+    let e = runtime_err("l = [1]\nl[3] = 1", 0);
+    assert_eq!(e.detail, "index out of range");
+    assert_eq!(e.line, 2);
+}
+
+#[test]
+fn operators_and_logic() {
+    assert_eq!(
+        debug1("debug([1 < 2 && 2 < 3, not 1 == 2, !0, nil || \"x\", 3 in [1, 3], 4 not in [1], \"ap\" in \"chapter\", [1, 2] contains 2, set(1, 2) any [5, 2]])"),
+        json!([true, true, true, true, true, true, true, true, true])
+    );
+    assert_eq!(
+        debug1("debug([7 / 2, 7 / 2.0, \"qty: \" + 2, \"a-b-c\" - \"-\", 10 / 0, nil - 5])"),
+        json!([3, 3.5, "qty: 2", "abc", 0, null])
+    );
+    assert_eq!(
+        debug1("debug([1 and 0, 1 or 0, 5 == \"5.0\", nil == nil, nil < 1])"),
+        json!([false, true, true, true, false])
+    );
+    let e = runtime_err("x = \"a\" * 2", 0);
+    assert_eq!(e.code, ErrorCode::RunTimeExceptionTriggered);
+    assert_eq!((e.line, e.column), (1, 9));
+}
+
+#[test]
+fn short_circuit_skips_errors() {
+    assert_eq!(debug1("x = false && (\"a\" * 2)\ndebug(x)"), json!(false));
+    assert_eq!(debug1("x = true || (\"a\" * 2)\ndebug(x)"), json!(true));
+}
+
+// ----- properties and filters ---------------------------------------------------------
+
+#[test]
+fn plain_property_reads_at_cursor() {
+    assert_eq!(
+        debug_of(
+            "debug([event, title, genre, price, qty, id, stamp, session])",
+            0
+        ),
+        vec![json!([
+            "view",
+            "Dune",
+            ["scifi", "classic"],
+            null,
+            null,
+            "ana",
+            ms("2024-03-01T10:00:00Z"),
+            1
+        ])]
+    );
+    assert_eq!(
+        debug_of(
+            "r = []\neach_row where event == 'order'\n r += [price]\nend\ndebug(r)",
+            0
+        ),
+        vec![json!([12.5, 8.0])]
+    );
+    // no rows: everything nil except id
+    let mut p = TestPartition::new(schema());
+    let c = p.add_customer("Zed");
+    let prog = compile_ok("debug([id, title, stamp, row_count, first_stamp, session_count])");
+    let mut tree = prog.new_tree(1);
+    let o = prog
+        .run_once(&p.view(c), &ctx(), &mut tree)
+        .map(|o| o.debug[0].to_json())
+        .ok();
+    assert_eq!(o, Some(json!(["zed", null, null, 0, null, 0])));
+}
+
+#[test]
+fn is_ever_never_and_set_rules() {
+    let src = "debug([genre.ever(contains \"scifi\"), genre.never(== \"romance\"), event.ever(== \"order\"), title.is(== \"Dune\"), title.is_not(== \"Dune\"), genre == \"scifi\", genre != \"scifi\", genre in [\"classic\"], genre.row(== \"classic\")])";
+    assert_eq!(
+        debug_of(src, 0),
+        vec![json!([
+            true, false, true, true, false, true, false, true, true
+        ])]
+    );
+    assert_eq!(
+        debug_of(src, 1),
+        vec![json!([
+            true, true, true, true, false, true, false, true, true
+        ])]
+    );
+    // a property missing on the row: == false, != true
+    assert_eq!(
+        debug1("debug([price.is(== 1), price.is(!= 1), price == nil])"),
+        json!([false, true, true])
+    );
+    // both sides evaluated on each row
+    assert_eq!(debug1("debug(title.ever(== channel))"), json!(false));
+}
+
+#[test]
+fn time_scoped_filters() {
+    // customers who viewed in the 2 days before each order
+    let j = event_query(
+        "each_row where event.is(== \"order\")\n  if event.look_back(2_days, stamp).ever(== \"view\")\n    << title, \"viewed first\"\n  end\nend",
+    );
+    assert_eq!(
+        j,
+        json!({"_": [{"g": "Dune", "c": [1], "_": [{"g": "viewed first", "c": [1]}]}]})
+    );
+    // modifiers in any order; next() excludes the cursor row and before
+    assert_eq!(
+        debug1("debug([genre.within(30_days, now).ever(contains \"scifi\"), event.ever(== \"view\").next(), title.ever(== \"Dune\").look_back(1_days, last_stamp)])"),
+        json!([true, true, false])
+    );
+    // nil anchor => empty scope
+    assert_eq!(debug1("a = nil\ndebug([event.ever(== \"view\").within(1_days, a), event.never(== \"view\").within(1_days, a)])"), json!([false, true]));
+    let e = runtime_err("x = event.ever(== \"view\").range(\"yesterday\", now)", 0);
+    assert_eq!(e.code, ErrorCode::DateParseError);
+}
+
+#[test]
+fn inherited_window_in_each_row() {
+    // inside each_row.range(...), .ever only sees rows of the window
+    let src = "n = 0\neach_row.range('2024-03-04T00:00:00Z', '2024-03-10T00:00:00Z')\n if title.ever(== 'Dune')\n  n += 1\n end\nend\ndebug(n)";
+    assert_eq!(debug1(src), json!(0));
+    // its own .range replaces the inherited window
+    let src = "n = 0\neach_row.range('2024-03-04T00:00:00Z', '2024-03-10T00:00:00Z')\n if title.ever(== 'Dune').range(0, now)\n  n += 1\n end\nend\ndebug(n)";
+    assert_eq!(debug1(src), json!(2));
+}
+
+#[test]
+fn inline_aggregations() {
+    let src = "orders = count(order_no) where event.is(== \"order\")\ndistinct = dcount(order_no) where event.is(== \"order\")\navg_price = avg(price) where event.is(== \"order\")\nlast_view = row.reverse() where event.is(== \"view\")\nrecent_sf = test.look_back(30_days, now) where event.is(== \"order\") && genre.is(contains \"scifi\")\ntop_two = sum(price).limit(2) where price.is(!= nil)\ndebug([orders, distinct, avg_price, last_view, recent_sf, top_two])";
+    assert_eq!(debug_of(src, 0), vec![json!([2, 2, 10.25, 2, true, 20.5])]);
+    assert_eq!(
+        debug_of(src, 1),
+        vec![json!([2, 1, 16.25, null, true, 32.5])]
+    );
+    assert_eq!(
+        debug1("debug([count(title) where false, sum(qty) where false, min(price), max(price), sum(qty), test where false, (count(title) where event == 'view') > 1])"),
+        json!([0, null, 8.0, 12.5, 3, false, true])
+    );
+}
+
+#[test]
+fn customer_properties_read_and_write() {
+    let mut p = bookstore();
+    p.set_customer_prop(0, "tier", t("silver"));
+    p.set_customer_prop(0, "spend_90d", Value::Float(3.5));
+    let prog = compile_ok(
+        "debug([tier, spend_90d, favourite_genres])\nspend_90d = sum(price).look_back(90_days, now) where event.is(== \"order\")\npicked = set()\neach_row where event.is(== \"order\")\n  picked = picked + genre\nend\nfavourite_genres = picked\ntier = tier",
+    );
+    let mut tree = prog.new_tree(1);
+    let o = prog.run_once(&p.view(0), &ctx(), &mut tree);
+    let o = o.unwrap_or_default();
+    assert_eq!(o.debug[0].to_json(), json!(["silver", 3.5, null]));
+    assert_eq!(
+        o.writes,
+        vec![
+            CustomerWrite {
+                prop: 17,
+                values: vec![StoredValue::Num(205_000)]
+            },
+            CustomerWrite {
+                prop: 18,
+                values: vec![
+                    StoredValue::Text("scifi".into()),
+                    StoredValue::Text("classic".into()),
+                    StoredValue::Text("romance".into())
+                ]
+            },
+        ]
+    );
+    // removal and type errors
+    let o = outcome("tier = nil\nspend_90d = \"12.345678\"", 0);
+    assert_eq!(o.writes.len(), 1); // tier was already nil
+    assert_eq!(o.writes[0].values, vec![StoredValue::Num(123_457)]);
+    let e = runtime_err("tier = [1]", 0);
+    assert_eq!(e.detail, "property 'tier' is not defined as a 'set' type.");
+    let e = runtime_err("favourite_genres = \"x\"", 0);
+    assert_eq!(
+        e.detail,
+        "property 'favourite_genres' is a set type. Values must be 'List' or 'Set'"
+    );
+}
+
+#[test]
+fn variables_reset_per_customer() {
+    let p = bookstore();
+    let prog = compile_ok("if seen == nil\n seen = 0\nend\nseen += 1\ndebug(seen)");
+    let mut st = prog.new_state();
+    let mut tree = prog.new_tree(1);
+    let a = prog
+        .run(&p.view(0), &ctx(), &mut st, &mut tree)
+        .map(|o| o.debug[0].to_json())
+        .ok();
+    let b = prog
+        .run(&p.view(1), &ctx(), &mut st, &mut tree)
+        .map(|o| o.debug[0].to_json())
+        .ok();
+    assert_eq!((a, b), (Some(json!(1)), Some(json!(1))));
+}
+
+// ----- built-ins ----------------------------------------------------------------------
+
+#[test]
+fn builtin_variables_and_functions() {
+    let src = "debug([now, now(), cursor, row_count, first_stamp, last_stamp, session_count, to_hours(last_stamp - first_stamp), get_day_of_week(get_row(1)[\"stamp\"])])";
+    assert_eq!(
+        debug_of(src, 0),
+        vec![json!([
+            ms("2024-03-10T00:00:00Z"),
+            ms("2024-03-10T00:00:00Z"),
+            0,
+            4,
+            ms("2024-03-01T10:00:00Z"),
+            ms("2024-03-09T18:30:00Z"),
+            3,
+            200,
+            6
+        ])]
+    );
+    let row = debug1("debug(get_row(1))");
+    assert_eq!(row["event"], "order");
+    assert_eq!(row["price"], 12.5);
+    assert_eq!(row["genre"], json!(["scifi", "classic"]));
+    assert_eq!(row["id"], "ana");
+    assert_eq!(
+        debug1("debug([get_row(99), get_row(nil)])"),
+        json!([null, null])
+    );
+    assert_eq!(
+        debug1("debug([round(2.5), fix(1234.5678, 2), bucket(527, 25), int(\"12.9kg\"), float(\"2.5e1x\"), str(nil), str(2.5), len(\"héllo\"), keys({a: 1}), range(3), list(set(1)), iso8601_to_stamp(\"1970-01-01T00:00:01Z\"), start_of_day(90000000000)])"),
+        json!([3, "1234.57", 525, 12, 25.0, "", "2.5", 5, ["a"], [0, 1, 2], [[1]], 1000, 89_942_400_000_i64])
+    );
+    assert_eq!(
+        debug1("p = url_decode(\"https://shop.example/b?x=1\")\ndebug(p[\"params\"][\"x\"])"),
+        json!("1")
+    );
+    let o = outcome("log(\"a\", 1, [\"b\"], nil)", 0);
+    assert_eq!(o.log, vec!["a 1 [\"b\"] ".to_string()]);
+    let e = runtime_err("x = keys(1)", 0);
+    assert_eq!(e.detail, "keys can only be performed on dict types");
+    let e = runtime_err("x = range(1, 5, 0)", 0);
+    assert!(e.detail.contains("step"));
+}
+
+#[test]
+fn segment_math_functions() {
+    assert_eq!(
+        debug_of(
+            "debug([population(\"big_spenders\"), compliment(\"big_spenders\")])",
+            1
+        ),
+        vec![json!([true, false])]
+    );
+    let e = runtime_err("x = population(\"nope\")", 0);
+    assert_eq!(e.code, ErrorCode::SetMathParamInvalid);
+}
+
+#[test]
+fn segment_and_histogram_scripts() {
+    let seg = compile_kind(
+        "if genre.ever(contains \"scifi\") && event.ever(== \"order\")\n  return(true)\nend",
+        ScriptKind::Segment,
+    );
+    let prog = seg.ok();
+    let p = bookstore();
+    let members: Vec<bool> = (0..2)
+        .map(|i| {
+            let mut tree = prog
+                .as_ref()
+                .map_or(ResultTree::new(&[], 1), |p| p.new_tree(1));
+            prog.as_ref()
+                .and_then(|pr| pr.run_once(&p.view(i), &ctx(), &mut tree).ok())
+                .is_some_and(|o| o.is_member())
+        })
+        .collect();
+    assert_eq!(members, vec![true, true]);
+    let e = compile_kind("<< title", ScriptKind::Segment).err();
+    assert_eq!(
+        e.map(|e| e.detail),
+        Some("'<<' is not allowed in segment scripts".to_string())
+    );
+    let e = compile_kind("tally(title)", ScriptKind::Histogram).err();
+    assert_eq!(
+        e.map(|e| e.detail),
+        Some(
+            "histogram queries should not call 'tally'. They should 'return' the value to store."
+                .to_string()
+        )
+    );
+    let e = compile_kind("select\n count id\nend\nreturn(1)", ScriptKind::Histogram).err();
+    assert!(e.is_some());
+    // histogram with each_value
+    let h = compile_kind(
+        "total = sum(price) where event.is(== \"order\") && genre.is(contains each_value)\nreturn(total)",
+        ScriptKind::Histogram,
+    );
+    let h = h.ok();
+    assert_eq!(h.as_ref().map(Program::uses_each_value), Some(true));
+    let mut c = ctx();
+    c.each_value = t("scifi");
+    let v = h.as_ref().and_then(|h| {
+        let mut tree = h.new_tree(1);
+        h.run_once(&p.view(1), &c, &mut tree).ok()
+    });
+    assert_eq!(v.map(|o| o.value.to_json()), Some(json!(32.5)));
+}
+
+// ----- parameters and templates ------------------------------------------------------
+
+#[test]
+fn url_parameters_preset_variables() {
+    let params = Params::new()
+        .with("pick", t("Dune"))
+        .with("min_qty", Value::Int(1));
+    let prog = compile(
+        "each_row where title.is(== pick) && qty.is(>= {{min_qty}})\n  << title, channel\nend",
+        &schema(),
+        &params,
+    );
+    let prog = prog.ok();
+    let p = bookstore();
+    let mut tree = prog
+        .as_ref()
+        .map_or(ResultTree::new(&[], 1), |p| p.new_tree(1));
+    for i in 0..2 {
+        if let Some(pr) = &prog {
+            pr.run_once(&p.view(i), &ctx(), &mut tree).ok();
+        }
+    }
+    assert_eq!(
+        tree.render(&RenderOptions::default()),
+        json!({"_": [{"g": "Dune", "c": [2]}]})
+    );
+    let e = compile("x = {{missing}}", &schema(), &params).err();
+    assert_eq!(
+        e.as_ref().map(|e| e.code),
+        Some(ErrorCode::TemplateMissingVar)
+    );
+    assert_eq!(
+        e.map(|e| e.to_json()["error"]["message"].clone()),
+        Some(json!("template_missing_var"))
+    );
+}
+
+#[test]
+fn template_substitution() {
+    let params = Params::new()
+        .with("name", t("it's"))
+        .with("n", Value::Int(3))
+        .with("f", Value::Float(2.0));
+    let s = substitute_templates(
+        "x = {{name}} # {{nope}}\ny = {{ n }} + {{f}}\nz = \"{{n}}\"",
+        &params,
+    );
+    assert_eq!(
+        s.ok().as_deref(),
+        Some("x = \"it's\" # {{nope}}\ny = 3 + 2.0\nz = \"{{n}}\"")
+    );
+    let e = substitute_templates("a = 1\nb = {{zz}}", &params).err();
+    assert_eq!(e.as_ref().map(|e| (e.line, e.column)), Some((2, 5)));
+    assert_eq!(
+        e.map(|e| e.detail),
+        Some("missing template variable 'zz'".to_string())
+    );
+}
+
+// ----- sections ------------------------------------------------------------------------
+
+#[test]
+fn sections_split_and_line_numbers() {
+    let body = "# leading comment\n@segment scifi_readers refresh=10m on_insert # note\nif genre.ever(contains \"scifi\")\n  return(true)\nend\n\n@segment bad z_index=150\nx = y\n";
+    let secs = parse_sections(body).unwrap_or_default();
+    assert_eq!(secs.len(), 2);
+    assert_eq!(secs[0].name, "scifi_readers");
+    assert_eq!(
+        secs[0].flags,
+        vec![
+            ("refresh".into(), "10m".into()),
+            ("on_insert".into(), "true".into())
+        ]
+    );
+    assert_eq!(secs[1].header_line, 7);
+    let e = compile_with(
+        &secs[1].body,
+        &schema(),
+        &Params::new(),
+        &CompileOptions {
+            kind: ScriptKind::Segment,
+            line_offset: secs[1].header_line,
+            section: Some(secs[1].name.clone()),
+        },
+    )
+    .err();
+    let e = e.map(|e| e.to_json());
+    assert_eq!(
+        e.as_ref().map(|e| e["error"]["line"].clone()),
+        Some(json!(8))
+    );
+    assert_eq!(
+        e.as_ref().map(|e| e["error"]["section"].clone()),
+        Some(json!("bad"))
+    );
+    assert_eq!(
+        parse_sections("x = 1\n@segment a\n")
+            .err()
+            .map(|e| e.detail),
+        Some("code outside of a section".into())
+    );
+    assert!(parse_sections("@bogus a\n").is_err());
+    assert_eq!(parse_duration("300"), Some(300_000));
+    assert_eq!(parse_duration("5m"), Some(300_000));
+    assert_eq!(parse_duration("5_minutes"), Some(300_000));
+    assert_eq!(parse_duration("2d"), Some(172_800_000));
+    assert_eq!(parse_duration("x"), None);
+}
+
+// ----- compile errors ----------------------------------------------------------------
+
+#[test]
+fn spec_error_example_position() {
+    let e = compile_err("each_row.limit(2) where event.is(\"order\")\nend");
+    assert_eq!(e.detail, ".is( <logic> ) requires a comparator");
+    assert_eq!((e.line, e.column), (1, 31));
+    assert_eq!(e.additional, "each_row.limit(2) where event.is(\"order\")");
+    assert_eq!(e.to_json()["error"]["code"], 10000);
+}
+
+#[test]
+fn compile_error_messages() {
+    let cases: &[(&str, &str)] = &[
+        ("x = y", "variable: 'y' is used but never assigned a value"),
+        ("x += 1", "variable: 'x' is used but never assigned a value"),
+        ("x = foo(1)", "item 'foo' is not a function"),
+        ("x = round", "function call for 'round' requires parameters"),
+        ("title = 1", "left side argument must be a user variable ('title' is a table property)"),
+        ("now = 1", "left side argument is a reserved word ('now')"),
+        ("x =", "expecting right side value after '='"),
+        ("x = 1\nselect\ncount id\nend", "'select' must come before every other statement (only one 'select' block is allowed)"),
+        ("sort\n x\nend", "'sort' blocks are not supported: use the 'sort=' and 'order=' URL parameters"),
+        ("<<", "expecting at least one group after `<<`"),
+        ("<< 1,2,3,4,5,6,7,8,9", "at most 8 groups may follow `<<`"),
+        ("break", "'break' outside of a loop"),
+        ("continue", "'continue' outside of a loop"),
+        ("each_row\n break(2)\nend", "break 2 to deep for current nest level (1)"),
+        ("return(1, 2)", "'return' takes at most one parameter"),
+        ("for x y\nend", "for loop is malformed"),
+        ("if x > 1\n", "expecting 'end' to close 'if'"),
+        ("end", "unexpected 'end' (no open block to close)"),
+        ("each_row.reverse().forward()\nend", "filter must be either '.forward' or '.reverse'"),
+        ("each_row.look_ahead(1, 2).look_back(1, 2)\nend", "use '.within' instead of both '.look_ahead' and '.look_back'"),
+        ("each_row.within(1, 2).look_back(1, 2)\nend", "'.within' cannot be combined with '.look_ahead' or '.look_back'"),
+        ("each_row.continue().from(1)\nend", "'.continue' cannot be combined with '.from'"),
+        ("each_row.within(3_days) where event == \"view\"\nend", "'.within' takes two parameters"),
+        ("each_row.limit\nend", "filter 'limit' is missing brackets"),
+        ("each_row.sideways()\nend", "invalid logical filter: 'sideways'"),
+        ("each_row.limit(1).limit(2)\nend", "duplicate filter '.limit'"),
+        ("x = 1\ny = x.is(== 1)", "filter applied to: 'x' (filter chain functions can only be used with properties)"),
+        ("x = title.limit(1)", "invalid property filter: 'limit'"),
+        ("x = title.is(== 1).ever(== 2)", "filter must be either '.is', '.ever' or '.never'"),
+        ("x = title.within(1, 2)", "'title' has a time scope but no '.ever' or '.never' filter"),
+        ("x = title.is(== 1).within(1, 2)", "'.is()' cannot be combined with date scopes. You may apply a scope to 'each_row' to constrain a row set."),
+        ("x = sum where true", "aggregation 'sum' takes one parameter"),
+        ("x = title[0]", "subscript is not possible on table properties"),
+        ("x = 1 < 2 < 3", "comparison operators cannot be chained (use '&&')"),
+        ("if.within(1, 2) true\nend", "'if' takes no modifiers"),
+        ("x = __append(1)", "identifiers starting with '__' are reserved ('__append')"),
+        ("x = {1: 2}", "dictionaries may not have numeric keys"),
+        ("x = \"a\\q\"", "invalid character escape sequence"),
+        ("x = 'abc", "unterminated string"),
+        ("x = 3_fortnights", "invalid time shorthand"),
+        ("x = dict(1)", "`dict` takes 0 parameters"),
+        ("debug(1, 2)", "`debug` takes 1 parameters"),
+        ("select\n sum title\nend", "aggregate 'sum' is not allowed on property 'title' (only 'count')"),
+        ("select\n count tier\nend", "expecting a table property"),
+        ("select\n count nope\nend", "property 'nope' not found in table"),
+        ("select\n median price\nend", "expecting an aggregate in `select` statement"),
+        ("select\n count id as title\nend", "`as` portion of `select` statement cannot be a table property"),
+        ("select\n count id\n count id\nend", "`as` name in `select` already in use"),
+        ("5 = x", "left side of an assignment must be a user variable"),
+        ("if true\n x = 1\nelse\n x = 2\nelse\n x = 3\nend", "'else' must be the last branch of an 'if'"),
+    ];
+    for (src, want) in cases {
+        let e = compile_err(src);
+        assert_eq!(&e.detail, want, "for script {src:?}");
+        assert!(e.line >= 1 && e.column >= 1, "position for {src:?}");
+    }
+    assert_eq!(
+        compile_err("x = round(1, 2, 3)").code,
+        ErrorCode::SdkParamCount
+    );
+    assert_eq!(
+        compile_err("select\n count nope\nend").code,
+        ErrorCode::PropertyNotFoundSchema
+    );
+}
+
+#[test]
+fn error_positions_point_at_tokens() {
+    let e = compile_err("a = 1\n  b = zz + 1");
+    assert_eq!((e.line, e.column), (2, 7));
+    assert_eq!(e.additional, "b = zz + 1");
+    let e = compile_err("each_row where x\n<< 1\nend");
+    assert_eq!((e.line, e.column), (1, 16));
+}
+
+#[test]
+fn nesting_limit() {
+    let mut src = String::new();
+    for _ in 0..65 {
+        src.push_str("if true\n");
+    }
+    for _ in 0..65 {
+        src.push_str("end\n");
+    }
+    assert_eq!(
+        compile_err(&src).detail,
+        "blocks are nested deeper than 64 levels"
+    );
+    let mut ok = String::new();
+    for _ in 0..64 {
+        ok.push_str("if true\n");
+    }
+    ok.push_str("debug(1)\n");
+    for _ in 0..64 {
+        ok.push_str("end\n");
+    }
+    assert_eq!(debug1(&ok), json!(1));
+}
+
+#[test]
+fn continuation_and_where_forms() {
+    let a = event_query("each_row where event.is(== \"order\") &&\n               price.is(> 10.0)\n  << title\nend");
+    let b = event_query(
+        "each_row where event.is(== \"order\")\n    && price.is(> 10.0)\n  << title\nend",
+    );
+    assert_eq!(a, b);
+    assert_eq!(a["_"].as_array().map(Vec::len), Some(2));
+    // empty where: every row matches
+    let j = event_query("each_row where\n  << event\nend");
+    assert_eq!(
+        j,
+        json!({"_": [{"g": "order", "c": [2]}, {"g": "view", "c": [1]}]})
+    );
+    assert_eq!(
+        debug1("names = [\"Dune\",\n \"Emma\"]\na = 1; b = 2\ndebug([names, a + b])"),
+        json!([["Dune", "Emma"], 3])
+    );
+    assert_eq!(debug1("x = 10\ny = x-1\ndebug(y)"), json!(9));
+}
+
+#[test]
+fn tally_and_default_select() {
+    let p = compile_ok("tally(title)");
+    assert_eq!(p.columns().len(), 1);
+    assert_eq!(p.columns()[0].alias, "id");
+    assert!(!p.has_select());
+    assert_eq!(event_query("tally(title, event)")["_"][0]["g"], "Dune");
+}
+
+#[test]
+fn debug_listing_is_readable() {
+    let p = compile_ok("select\n count id as readers\nend\nx = 1\neach_row.limit(2) where event.is(== \"order\")\n  << title, x + 1\nend");
+    let l = p.debug_listing();
+    assert!(
+        l.contains("EACH_ROW.limit(2) WHERE @event.is(== \"order\") [dict id of \"order\"]"),
+        "{l}"
+    );
+    assert!(l.contains("PUSH @prop10:Text, (x#"), "{l}");
+    assert!(l.contains("Count Id as readers"), "{l}");
+}
+
+#[test]
+fn numeric_ids_and_int_keys() {
+    let mut s = schema();
+    s.numeric_ids = true;
+    let mut p = TestPartition::new(s.clone());
+    let c = p.add_numeric_customer(42);
+    p.add_row(
+        c,
+        1000,
+        "e",
+        &[("qty", Value::Int(3)), ("gift", Value::Bool(true))],
+    );
+    let prog = compile("debug([id, gift, qty * 2])", &s, &Params::new()).ok();
+    let d = prog.and_then(|pr| {
+        let mut tree = pr.new_tree(1);
+        pr.run_once(&p.view(c), &ctx(), &mut tree).ok()
+    });
+    assert_eq!(d.map(|o| o.debug[0].to_json()), Some(json!([42, true, 6])));
+}
+
+#[test]
+fn hostile_scripts_fail_cleanly() {
+    // very long operator chains and deep nesting are compile errors, not crashes
+    let long = format!("x = 1{}", " + 1".repeat(5000));
+    assert_eq!(
+        compile_err(&long).detail,
+        "expression is too long or nested too deeply"
+    );
+    let deep = format!("x = {}1{}", "(".repeat(5000), ")".repeat(5000));
+    assert_eq!(
+        compile_err(&deep).detail,
+        "expression is too long or nested too deeply"
+    );
+    let neg = format!("x = {}1", "-".repeat(5000));
+    assert_eq!(
+        compile_err(&neg).detail,
+        "expression is too long or nested too deeply"
+    );
+    // a 200-term sum is fine
+    let ok = format!("x = 0{}\ndebug(x)", " + 1".repeat(200));
+    assert_eq!(debug1(&ok), json!(200));
+    // runaway container nesting is a runtime error
+    let e = runtime_err("x = []\nfor i in range(1000)\n x = [x]\nend", 0);
+    assert_eq!(e.detail, "containers are nested too deeply");
+    let e = runtime_err("x = []\nfor i in range(1000)\n x = list(x)\nend", 0);
+    assert_eq!(e.detail, "containers are nested too deeply");
+    let e = runtime_err(
+        "x = []\nfor i in range(1000)\n x = [] + x\n x = x + [x]\nend",
+        0,
+    );
+    assert_eq!(e.detail, "containers are nested too deeply");
+    let e = runtime_err("x = {}\nfor i in range(1000)\n x = {a: x}\nend", 0);
+    assert_eq!(e.detail, "containers are nested too deeply");
+    let e = runtime_err(
+        "x = {\"a\": 1}\nfor i in range(1000)\n y = {}\n y[\"a\"] = x\n x = y\nend",
+        0,
+    );
+    assert_eq!(e.detail, "containers are nested too deeply");
+    // huge ranges and absurd breaks are errors
+    assert!(runtime_err("x = range(100000000000)", 0)
+        .detail
+        .contains("more than"));
+}

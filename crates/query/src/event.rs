@@ -1,0 +1,154 @@
+//! The event query (rest spec 5.2): compile once, run the program for every
+//! customer of every partition in parallel, merge the partial trees.
+
+use crate::view::{osl_schema, StoredCustomer};
+use crate::QueryError;
+use osl::{
+    CompileOptions, Params, Program, RenderOptions, ResultTree, RunContext, RunOutcome, SortBy,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use store::Db;
+
+/// What the request asks beyond the script.
+#[derive(Clone, Debug, Default)]
+pub struct EventQuery {
+    /// Script parameters (`str_`, `int_`, ...), typed.
+    pub params: Params,
+    /// `sort=`: a select alias, or `group`.
+    pub sort: Option<String>,
+    /// `order=desc` (default) or `asc`.
+    pub descending: bool,
+    /// `trim=`: keep the first N of every list.
+    pub trim: Option<usize>,
+    /// `session_time=`, ms; the table's setting when absent.
+    pub session_time: Option<i64>,
+    /// `stamp_counts=true`.
+    pub stamp_counts: bool,
+    /// `now` for the whole request, epoch ms.
+    pub now: i64,
+}
+
+/// The answer: a result tree as JSON, or (with `debug`) the program listing.
+pub enum Answer {
+    /// The rendered tree.
+    Tree(serde_json::Value),
+    /// A readable listing of the compiled program.
+    Listing(String),
+}
+
+/// Compiles `source` against `table` (after `{{name}}` substitution).
+pub fn compile(db: &Db, table: &str, source: &str, params: &Params) -> Result<Program, QueryError> {
+    let schema = db.table(table)?;
+    let text = osl::substitute_templates(source, params).map_err(QueryError::Compile)?;
+    osl::compile_with(
+        &text,
+        &osl_schema(&schema),
+        params,
+        &CompileOptions::default(),
+    )
+    .map_err(QueryError::Compile)
+}
+
+/// Runs an event query; with `debug` only compiles and lists the program.
+pub fn event_query(
+    db: &Db,
+    table: &str,
+    source: &str,
+    q: &EventQuery,
+    debug: bool,
+) -> Result<Answer, QueryError> {
+    let program = compile(db, table, source, &q.params)?;
+    if debug {
+        return Ok(Answer::Listing(program.debug_listing()));
+    }
+    let sort = match q.sort.as_deref() {
+        None => SortBy::Default,
+        Some("group") => SortBy::Group,
+        Some(alias) => SortBy::Column(
+            program
+                .columns()
+                .iter()
+                .position(|c| c.alias == alias)
+                .ok_or_else(|| QueryError::BadSort(alias.to_string()))?,
+        ),
+    };
+    let schema = db.table(table)?;
+    let ctx = RunContext {
+        now: q.now,
+        session_time: q.session_time.unwrap_or(schema.settings.session_time),
+        stamp_counts: q.stamp_counts,
+        ..RunContext::default()
+    };
+    let tree = run_all(db, table, &program, &ctx)?;
+    let opts = RenderOptions {
+        sort,
+        descending: q.descending,
+        trim: q.trim,
+    };
+    Ok(Answer::Tree(tree.render(&opts)))
+}
+
+/// Runs `program` over every customer of `table`, partitions in parallel,
+/// and returns the merged tree. The first runtime error aborts everything.
+pub fn run_all(
+    db: &Db,
+    table: &str,
+    program: &Program,
+    ctx: &RunContext,
+) -> Result<ResultTree, QueryError> {
+    let schema = db.table(table)?;
+    let engine = db.engine()?;
+    let partitions = engine.partition_count() as usize;
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Option<QueryError>> = Mutex::new(None);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(partitions)
+        .max(1);
+    let trees: Vec<ResultTree> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut tree = program.new_tree(1);
+                    loop {
+                        let p = next.fetch_add(1, Ordering::Relaxed);
+                        if p >= partitions || failed.lock().map(|f| f.is_some()).unwrap_or(true) {
+                            break;
+                        }
+                        let part = engine.read(p as u32);
+                        let Some(tp) = part.tables.get(&schema.uid) else {
+                            continue;
+                        };
+                        let mut state = program.new_state();
+                        for c in &tp.customers {
+                            let view = StoredCustomer {
+                                customer: c,
+                                dict: &tp.dict,
+                            };
+                            match program.run(&view, ctx, &mut state, &mut tree) {
+                                Ok(RunOutcome { .. }) => {}
+                                Err(e) => {
+                                    if let Ok(mut f) = failed.lock() {
+                                        f.get_or_insert(QueryError::Runtime(e));
+                                    }
+                                    return tree;
+                                }
+                            }
+                        }
+                    }
+                    tree
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    if let Some(e) = failed.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    let mut merged = program.new_tree(1);
+    for t in trees {
+        merged.merge(t);
+    }
+    Ok(merged)
+}

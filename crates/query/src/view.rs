@@ -1,0 +1,101 @@
+//! The store's customers seen through OSL's `CustomerView`.
+
+use osl::{CustomerId, CustomerView, PropDef, PropKind, Schema};
+use store::partition::{Cell, Customer, Dictionary};
+use store::record::CustomerKey;
+use store::schema::{IdType, PropType, TableSchema};
+
+/// OSL's view of a table schema: property indexes are the store's stable property ids.
+pub fn osl_schema(schema: &TableSchema) -> Schema {
+    Schema {
+        props: schema
+            .properties
+            .iter()
+            .map(|p| PropDef {
+                name: p.name.clone(),
+                kind: match p.kind {
+                    PropType::Int => PropKind::Int,
+                    PropType::Double => PropKind::Double,
+                    PropType::Bool => PropKind::Bool,
+                    PropType::Text => PropKind::Text,
+                },
+                is_set: p.is_set,
+                is_customer: p.is_customer,
+                index: p.id,
+            })
+            .collect(),
+        numeric_ids: schema.id_type == IdType::Numeric,
+    }
+}
+
+/// One stored customer and its partition's dictionary.
+pub struct StoredCustomer<'a> {
+    /// The customer.
+    pub customer: &'a Customer,
+    /// The dictionary of its table partition.
+    pub dict: &'a Dictionary,
+}
+
+/// The cells of one property in a row (cells are sorted by property id).
+pub struct PropCells<'a> {
+    cells: std::slice::Iter<'a, Cell>,
+    prop: u32,
+}
+
+impl Iterator for PropCells<'_> {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        for c in self.cells.by_ref() {
+            if c.prop == self.prop {
+                return Some(c.value);
+            }
+            if c.prop > self.prop {
+                break;
+            }
+        }
+        self.cells = [].iter();
+        None
+    }
+}
+
+impl CustomerView for StoredCustomer<'_> {
+    type Values<'b>
+        = PropCells<'b>
+    where
+        Self: 'b;
+
+    fn row_count(&self) -> usize {
+        self.customer.events.len()
+    }
+    fn stamp(&self, row: usize) -> i64 {
+        self.customer.events.stamps[row]
+    }
+    fn event(&self, row: usize) -> u32 {
+        self.customer.events.names[row]
+    }
+    fn values(&self, row: usize, prop: u32) -> PropCells<'_> {
+        PropCells {
+            cells: self.customer.events.row_cells(row).iter(),
+            prop,
+        }
+    }
+    fn customer_values(&self, prop: u32) -> PropCells<'_> {
+        PropCells {
+            cells: self.customer.props.iter(),
+            prop,
+        }
+    }
+    fn id(&self) -> CustomerId<'_> {
+        match &self.customer.key {
+            CustomerKey::Num(n) => CustomerId::Int(*n),
+            CustomerKey::Text(t) => CustomerId::Text(t),
+        }
+    }
+    fn text(&self, id: u32) -> &str {
+        self.dict.text(id)
+    }
+    fn text_id(&self, text: &str) -> Option<u32> {
+        self.dict.lookup(text)
+    }
+}
