@@ -298,3 +298,37 @@ fn answers_do_not_depend_on_the_partition_count() {
         assert_eq!(tree(&one, "", script), tree(&many, "", script), "{script}");
     }
 }
+
+#[test]
+fn customer_property_writes_are_committed_durably() {
+    let mut s = highstreet("3");
+    let script = "if row_count > 6
+  age = row_count
+end
+<< \"done\"";
+    assert_eq!(
+        tree(&s, "", script),
+        json!({"_": [{"g": "done", "c": [3]}]})
+    );
+    let props = |s: &Server, id: &str| {
+        s.get(&format!("/v1/query/highstreet/customer?id={id}"))
+            .json["properties"]
+            .clone()
+    };
+    assert_eq!(props(&s, "klara"), json!({"age": 9}));
+    assert_eq!(props(&s, "tommy"), json!({}), "6 rows: not written");
+    let read = "<< age";
+    assert_eq!(
+        tree(&s, "", read)["_"].as_array().unwrap().len(),
+        1,
+        "only klara has an age: {}",
+        tree(&s, "", read)
+    );
+    // A run-time fault aborts the query and writes nothing.
+    let failing = "age = 99\nfor t in 5\n  << t\nend";
+    assert_eq!(query(&s, "", failing).status, 400);
+    assert_eq!(props(&s, "klara"), json!({"age": 9}));
+    s.restart(&[]).unwrap();
+    assert_eq!(props(&s, "klara"), json!({"age": 9}));
+    assert_eq!(props(&s, "kyle"), json!({}));
+}

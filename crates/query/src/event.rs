@@ -5,9 +5,13 @@ use crate::view::{osl_schema, StoredCustomer};
 use crate::QueryError;
 use osl::{
     CompileOptions, Params, Program, RenderOptions, ResultTree, RunContext, RunOutcome, SortBy,
+    StoredValue,
 };
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use store::codec::ScalarRef;
+use store::record::CustomerKey;
 use store::Db;
 
 /// What the request asks beyond the script.
@@ -89,8 +93,35 @@ pub fn event_query(
     Ok(Answer::Tree(tree.render(&opts)))
 }
 
+/// Customer-property writes of one run, ready for the store.
+type Writes = Vec<(CustomerKey, Vec<(u32, Vec<ScalarRef<'static>>)>)>;
+
+fn collect_writes(c: &store::partition::Customer, outcome: RunOutcome, into: &mut Writes) {
+    if outcome.writes.is_empty() {
+        return;
+    }
+    let props = outcome
+        .writes
+        .into_iter()
+        .map(|w| {
+            let values = w
+                .values
+                .into_iter()
+                .map(|v| match v {
+                    StoredValue::Num(n) => ScalarRef::Num(n),
+                    StoredValue::Text(t) => ScalarRef::Text(Cow::Owned(t)),
+                })
+                .collect();
+            (w.prop, values)
+        })
+        .collect();
+    into.push((c.key.clone(), props));
+}
+
 /// Runs `program` over every customer of `table`, partitions in parallel,
-/// and returns the merged tree. The first runtime error aborts everything.
+/// and returns the merged tree. The first runtime error aborts everything
+/// (and nothing is written); otherwise customer-property writes of the runs
+/// are committed through the log before the answer.
 pub fn run_all(
     db: &Db,
     table: &str,
@@ -106,11 +137,12 @@ pub fn run_all(
         .map_or(2, |n| n.get())
         .min(partitions)
         .max(1);
-    let trees: Vec<ResultTree> = std::thread::scope(|s| {
+    let results: Vec<(ResultTree, Writes)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 s.spawn(|| {
                     let mut tree = program.new_tree(1);
+                    let mut writes = Writes::new();
                     loop {
                         let p = next.fetch_add(1, Ordering::Relaxed);
                         if p >= partitions || failed.lock().map(|f| f.is_some()).unwrap_or(true) {
@@ -127,17 +159,17 @@ pub fn run_all(
                                 dict: &tp.dict,
                             };
                             match program.run(&view, ctx, &mut state, &mut tree) {
-                                Ok(RunOutcome { .. }) => {}
+                                Ok(outcome) => collect_writes(c, outcome, &mut writes),
                                 Err(e) => {
                                     if let Ok(mut f) = failed.lock() {
                                         f.get_or_insert(QueryError::Runtime(e));
                                     }
-                                    return tree;
+                                    return (tree, writes);
                                 }
                             }
                         }
                     }
-                    tree
+                    (tree, writes)
                 })
             })
             .collect();
@@ -147,8 +179,11 @@ pub fn run_all(
         return Err(e);
     }
     let mut merged = program.new_tree(1);
-    for t in trees {
+    let mut all_writes = Writes::new();
+    for (t, w) in results {
         merged.merge(t);
+        all_writes.extend(w);
     }
+    db.write_customer_properties(table, &all_writes)?;
     Ok(merged)
 }

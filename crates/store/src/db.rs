@@ -8,11 +8,14 @@
 //! apply order equals log order, which keeps replay deterministic.
 
 use crate::catalog::Catalog;
-use crate::codec::{decode_entry, RecordView};
+use crate::codec::{
+    begin_entry, begin_record, decode_entry, put_prop, put_prop_count, RecordView, ScalarRef,
+};
 use crate::error::StoreError;
 use crate::ingest::{validate, RawRecord, RecordError, UnknownPolicy};
 use crate::log::{LocalLog, Lsn, PartitionLog};
 use crate::partition::PartitionState;
+use crate::record::CustomerKey;
 use crate::schema::{
     check_property_name, parse_create_body, valid_table_name, PropType, PropertyDef, TableSchema,
     MAX_PROPERTIES,
@@ -509,6 +512,54 @@ impl Db {
         report.accepted = accepted;
         report.stamped = v.stamped;
         Ok(report)
+    }
+
+    /// Durably writes customer properties computed by a script (OSL spec
+    /// 7.6): each write becomes a customer record in the partition log, so
+    /// replay reproduces it. `writes` pairs a customer with (property id,
+    /// values); no values removes the property.
+    pub fn write_customer_properties(
+        &self,
+        table: &str,
+        writes: &[(CustomerKey, Vec<(u32, Vec<ScalarRef<'_>>)>)],
+    ) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let engine = self.engine()?;
+        let schema = self.table(table)?;
+        let n = engine.partition_count;
+        let mut buffers: Vec<Vec<u8>> = (0..n).map(|_| Vec::new()).collect();
+        for (key, props) in writes {
+            let buf = &mut buffers[key.partition(n) as usize];
+            if buf.is_empty() {
+                begin_entry(schema.uid, buf);
+            }
+            begin_record(buf, key.as_ref(), 0, None);
+            put_prop_count(buf, 0);
+            let known: Vec<_> = props
+                .iter()
+                .filter_map(|(prop, values)| {
+                    let def = schema.property_by_id(*prop).filter(|d| d.is_customer)?;
+                    Some((def.id, def.kind, values))
+                })
+                .collect();
+            put_prop_count(buf, known.len());
+            for (prop, kind, values) in known {
+                put_prop(buf, prop, kind, values.iter());
+            }
+        }
+        let entries: Vec<PartEntry> = buffers
+            .into_iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(p, b)| (p as u32, b))
+            .collect();
+        let (reply, rx) = mpsc::sync_channel(1);
+        engine.submit(Msg::Append { entries, reply })?;
+        rx.recv()
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the writer has stopped".into())))?;
+        Ok(())
     }
 
     /// Customers and events over all tables.
