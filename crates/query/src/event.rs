@@ -11,7 +11,6 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use store::codec::ScalarRef;
-use store::record::CustomerKey;
 use store::Db;
 
 /// What the request asks beyond the script.
@@ -94,7 +93,7 @@ pub fn event_query(
 }
 
 /// Customer-property writes of one run, ready for the store.
-type Writes = Vec<(CustomerKey, Vec<(u32, Vec<ScalarRef<'static>>)>)>;
+type Writes = Vec<store::db::CustomerWrites<'static>>;
 
 fn collect_writes(c: &store::partition::Customer, outcome: RunOutcome, into: &mut Writes) {
     if outcome.writes.is_empty() {

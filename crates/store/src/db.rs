@@ -75,6 +75,9 @@ pub struct InsertReport {
     pub ignored: BTreeMap<String, u64>,
 }
 
+/// Customer-property writes for one customer: (property id, values) pairs.
+pub type CustomerWrites<'a> = (CustomerKey, Vec<(u32, Vec<ScalarRef<'a>>)>);
+
 /// The answer to adding a property.
 #[derive(Debug, PartialEq, Eq)]
 pub enum AddProperty {
@@ -521,7 +524,7 @@ impl Db {
     pub fn write_customer_properties(
         &self,
         table: &str,
-        writes: &[(CustomerKey, Vec<(u32, Vec<ScalarRef<'_>>)>)],
+        writes: &[CustomerWrites<'_>],
     ) -> Result<(), StoreError> {
         if writes.is_empty() {
             return Ok(());
