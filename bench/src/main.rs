@@ -224,11 +224,94 @@ fn insert_bench(a: &Args) {
     println!("settings: batch {} events, {} client threads, {} partitions, durability on (fsync per group commit)", a.batch, a.clients, a.partitions);
 }
 
+/// Bodies of `n` generated events, customer by customer, `batch` events each.
+fn customer_order_bodies(n: usize, batch: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut g = generate::Generator::new(seed);
+    let mut bodies = Vec::new();
+    let mut pending: Vec<Value> = Vec::with_capacity(batch + 5000);
+    let mut id = 1i64;
+    let mut total = 0usize;
+    while total < n {
+        g.customer(id, &mut pending);
+        id += 1;
+        if pending.len() >= batch || total + pending.len() >= n {
+            pending.truncate(n - total);
+            total += pending.len();
+            bodies.push(serde_json::to_vec(&pending).expect("encode"));
+            pending.clear();
+        }
+    }
+    bodies
+}
+
+fn query_ms(agent: &ureq::Agent, url: &str, script: &str) -> (f64, String) {
+    let t = Instant::now();
+    let body = match agent.post(url).send_string(script) {
+        Ok(r) => r.into_string().unwrap_or_default(),
+        Err(ureq::Error::Status(code, r)) => panic!("query failed: {code} {}", r.into_string().unwrap_or_default()),
+        Err(e) => panic!("query failed: {e}"),
+    };
+    (t.elapsed().as_secs_f64() * 1000.0, body)
+}
+
+/// Event queries over `--events` generated events: median of `--passes` warm runs.
+fn query_bench(a: &Args) {
+    let t = Instant::now();
+    let bodies = customer_order_bodies(a.events, a.batch, a.seed);
+    eprintln!("generated {} events in {:.1}s", a.events, t.elapsed().as_secs_f64());
+    let server = Server::start(a.partitions);
+    let agent = agent();
+    post(&agent, &format!("{}/v1/table/bench", server.base), generate::table_definition().to_string().as_bytes());
+    let url = format!("{}/v1/insert/bench", server.base);
+    let next = AtomicUsize::new(0);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..a.clients {
+            s.spawn(|| {
+                let client = self::agent();
+                while let Some(body) = bodies.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    post(&client, &url, body);
+                }
+            });
+        }
+    });
+    let load = t.elapsed().as_secs_f64();
+    drop(bodies);
+    eprintln!("loaded in {load:.1}s ({:.0} events/s); RSS {} MiB", a.events as f64 / load, server.rss_bytes() >> 20);
+    let queries = [
+        ("baseline: visit every row, no push", "each_row where true\nend"),
+        ("one condition, << one property", "each_row where event.is(== \"purchase\")\n  << product_name\nend"),
+        (
+            "sequence: view, then the next add_to_cart of it",
+            "each_row where event.is(== \"view_product\")\n  p = product_name\n  each_row.continue().next().limit(1) where event.is(== \"add_to_cart\") && product_name == p\n    << p\n  end\nend",
+        ),
+        ("sessions histogram", "<< session_count"),
+    ];
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+    let url = format!("{}/v1/query/bench/event", server.base);
+    println!("| query | median ms | rows/s/core | vs baseline |");
+    println!("|---|---|---|---|");
+    let mut baseline = 0.0;
+    for (name, script) in queries {
+        query_ms(&agent, &url, script); // warm
+        let mut times: Vec<f64> = (0..a.passes.max(1)).map(|_| query_ms(&agent, &url, script).0).collect();
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        if baseline == 0.0 {
+            baseline = median;
+        }
+        let rate = a.events as f64 / (median / 1000.0) / cores;
+        println!("| {name} | {median:.1} | {rate:.0} | {:.2}x |", median / baseline);
+    }
+    println!("\n{} events, {} partitions, {cores} cores, median of {} warm runs", a.events, a.partitions, a.passes.max(1));
+}
+
 fn main() {
     match parse_args() {
         Ok((cmd, a)) if cmd == "insert" => insert_bench(&a),
+        Ok((cmd, a)) if cmd == "query" => query_bench(&a),
         Ok((cmd, _)) => {
-            eprintln!("unknown benchmark '{cmd}'; try: insert");
+            eprintln!("unknown benchmark '{cmd}'; try: insert, query");
             std::process::exit(2);
         }
         Err(e) => {
