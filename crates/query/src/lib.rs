@@ -3,6 +3,7 @@
 
 pub mod customer;
 pub mod event;
+pub mod property;
 pub mod view;
 
 use store::StoreError;
@@ -18,6 +19,13 @@ pub enum QueryError {
     Runtime(osl::RuntimeError),
     /// `sort=` names no select column.
     BadSort(String),
+    /// The property named in the path does not exist.
+    PropertyNotFound,
+    /// A parameter that does not fit the query (the detail says how).
+    Request {
+        /// Human text.
+        detail: String,
+    },
 }
 
 impl From<StoreError> for QueryError {

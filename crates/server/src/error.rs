@@ -134,6 +134,15 @@ impl ApiError {
             query::QueryError::Store(s) => Self::from_query(s),
             query::QueryError::Compile(c) => Self::from_compile(&c),
             query::QueryError::Runtime(r) => Self::from_runtime(&r),
+            query::QueryError::PropertyNotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                "config",
+                "general_config_error",
+                "property not found",
+            ),
+            query::QueryError::Request { detail } => {
+                Self::new(StatusCode::BAD_REQUEST, "query", "syntax_error", detail)
+            }
             query::QueryError::BadSort(_) => Self::new(
                 StatusCode::BAD_REQUEST,
                 "parse",

@@ -8,6 +8,7 @@ use crate::codec::{
     begin_entry, begin_record, put_prop, put_prop_count, KeyRef, PropsView, RecordView, ScalarRef,
     ValueRef,
 };
+use crate::index::{PropertyIndex, EVENT_PROP};
 use crate::log::Lsn;
 use crate::record::CustomerKey;
 use crate::schema::TableSchema;
@@ -157,6 +158,8 @@ pub struct TablePartition {
     ranks: Vec<u16>,
     /// Number of events held.
     pub event_count: u64,
+    /// Customers by (property, value), event names included.
+    pub index: PropertyIndex,
     /// Reused buffer for a row's cells during apply (no allocation per record).
     scratch: Vec<Cell>,
 }
@@ -249,9 +252,15 @@ impl TablePartition {
             row.clear();
             self.encode(schema, rec.customer_props, true, Some(prop), &mut row);
             let props = &mut self.customers[ci].props;
+            for old in props.iter().filter(|c| c.prop == prop) {
+                self.index.remove(prop, old.value, ci as u32);
+            }
             props.retain(|c| c.prop != prop);
             let at = props.partition_point(|c| c.prop < prop);
             props.splice(at..at, row.iter().copied());
+            for cell in &row {
+                self.index.add(prop, cell.value, ci as u32);
+            }
         }
         let Some(event) = rec.event else {
             self.scratch = row;
@@ -284,12 +293,17 @@ impl TablePartition {
         if !duplicate {
             self.customers[ci].events.insert(at, rec.stamp, name, &row);
             self.event_count += 1;
+            self.index.add(EVENT_PROP, u64::from(name), ci as u32);
+            for cell in &row {
+                self.index.add(cell.prop, cell.value, ci as u32);
+            }
         }
         self.scratch = row;
     }
 
     /// Removes every value of property `prop` from events and customers.
     pub fn remove_property(&mut self, prop: u32) {
+        self.index.drop_property(prop);
         for c in &mut self.customers {
             c.props.retain(|cell| cell.prop != prop);
             c.events.remove_prop(prop);

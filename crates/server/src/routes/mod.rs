@@ -48,8 +48,8 @@ pub fn router(state: State) -> Router {
         .route("/v1/query/{table}/events", post(queries::event))
         .route("/v1/query/{table}/segment", post(queries::not_yet))
         .route("/v1/query/{table}/counts", post(queries::not_yet))
-        .route("/v1/query/{table}/property/{name}", get(queries::not_yet))
-        .route("/v1/query/{table}/column/{name}", get(queries::not_yet))
+        .route("/v1/query/{table}/property/{name}", get(queries::property))
+        .route("/v1/query/{table}/column/{name}", get(queries::property))
         .route("/v1/query/{table}/histogram/{name}", post(queries::not_yet))
         .route("/v1/query/{table}/batch", post(queries::not_yet))
         .route(
