@@ -248,7 +248,10 @@ fn query_ms(agent: &ureq::Agent, url: &str, script: &str) -> (f64, String) {
     let t = Instant::now();
     let body = match agent.post(url).send_string(script) {
         Ok(r) => r.into_string().unwrap_or_default(),
-        Err(ureq::Error::Status(code, r)) => panic!("query failed: {code} {}", r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => panic!(
+            "query failed: {code} {}",
+            r.into_string().unwrap_or_default()
+        ),
         Err(e) => panic!("query failed: {e}"),
     };
     (t.elapsed().as_secs_f64() * 1000.0, body)
@@ -258,10 +261,18 @@ fn query_ms(agent: &ureq::Agent, url: &str, script: &str) -> (f64, String) {
 fn query_bench(a: &Args) {
     let t = Instant::now();
     let bodies = customer_order_bodies(a.events, a.batch, a.seed);
-    eprintln!("generated {} events in {:.1}s", a.events, t.elapsed().as_secs_f64());
+    eprintln!(
+        "generated {} events in {:.1}s",
+        a.events,
+        t.elapsed().as_secs_f64()
+    );
     let server = Server::start(a.partitions);
     let agent = agent();
-    post(&agent, &format!("{}/v1/table/bench", server.base), generate::table_definition().to_string().as_bytes());
+    post(
+        &agent,
+        &format!("{}/v1/table/bench", server.base),
+        generate::table_definition().to_string().as_bytes(),
+    );
     let url = format!("{}/v1/insert/bench", server.base);
     let next = AtomicUsize::new(0);
     let t = Instant::now();
@@ -277,7 +288,11 @@ fn query_bench(a: &Args) {
     });
     let load = t.elapsed().as_secs_f64();
     drop(bodies);
-    eprintln!("loaded in {load:.1}s ({:.0} events/s); RSS {} MiB", a.events as f64 / load, server.rss_bytes() >> 20);
+    eprintln!(
+        "loaded in {load:.1}s ({:.0} events/s); RSS {} MiB",
+        a.events as f64 / load,
+        server.rss_bytes() >> 20
+    );
     let queries = [
         ("baseline: visit every row, no push", "each_row where true\nend"),
         ("one condition, << one property", "each_row where event.is(== \"purchase\")\n  << product_name\nend"),
@@ -294,16 +309,26 @@ fn query_bench(a: &Args) {
     let mut baseline = 0.0;
     for (name, script) in queries {
         query_ms(&agent, &url, script); // warm
-        let mut times: Vec<f64> = (0..a.passes.max(1)).map(|_| query_ms(&agent, &url, script).0).collect();
+        let mut times: Vec<f64> = (0..a.passes.max(1))
+            .map(|_| query_ms(&agent, &url, script).0)
+            .collect();
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
         if baseline == 0.0 {
             baseline = median;
         }
         let rate = a.events as f64 / (median / 1000.0) / cores;
-        println!("| {name} | {median:.1} | {rate:.0} | {:.2}x |", median / baseline);
+        println!(
+            "| {name} | {median:.1} | {rate:.0} | {:.2}x |",
+            median / baseline
+        );
     }
-    println!("\n{} events, {} partitions, {cores} cores, median of {} warm runs", a.events, a.partitions, a.passes.max(1));
+    println!(
+        "\n{} events, {} partitions, {cores} cores, median of {} warm runs",
+        a.events,
+        a.partitions,
+        a.passes.max(1)
+    );
 }
 
 fn main() {

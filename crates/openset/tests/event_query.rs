@@ -124,7 +124,8 @@ end",
         .iter()
         .find(|n| n["g"] == "cart_item")
         .unwrap();
-    assert_eq!(items["c"], json!([3, 0.0, 13]));
+    // An empty sum renders as 0 (OSL spec 10.3 and Appendix C).
+    assert_eq!(items["c"], json!([3, 0, 13]));
 }
 
 #[test]

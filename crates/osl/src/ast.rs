@@ -292,16 +292,40 @@ pub enum Stmt {
 }
 
 /// Renders statements as an indented, readable listing.
-pub fn listing(stmts: &[Stmt], names: &[String], texts: &[std::sync::Arc<str>]) -> String {
+pub fn listing(
+    stmts: &[Stmt],
+    names: &[String],
+    texts: &[std::sync::Arc<str>],
+    props: &[(std::sync::Arc<str>, PropRef)],
+) -> String {
     let mut out = String::new();
-    let l = Lister { names, texts };
+    let l = Lister {
+        names,
+        texts,
+        props,
+    };
     l.block(stmts, 0, &mut out);
     out
+}
+
+/// Readable name of a property reference (`@title`, `@stamp`).
+pub fn prop_name(p: &PropRef, props: &[(std::sync::Arc<str>, PropRef)]) -> String {
+    match p {
+        PropRef::Stamp => "@stamp".into(),
+        PropRef::Event => "@event".into(),
+        PropRef::Id => "@id".into(),
+        PropRef::Session => "@session".into(),
+        PropRef::User { index, .. } => props
+            .iter()
+            .find(|(_, q)| q == p)
+            .map_or_else(|| format!("@prop{index}"), |(n, _)| format!("@{n}")),
+    }
 }
 
 struct Lister<'a> {
     names: &'a [String],
     texts: &'a [std::sync::Arc<str>],
+    props: &'a [(std::sync::Arc<str>, PropRef)],
 }
 
 impl Lister<'_> {
@@ -390,22 +414,7 @@ impl Lister<'_> {
     }
 
     fn prop(&self, p: &PropRef) -> String {
-        match p {
-            PropRef::Stamp => "@stamp".into(),
-            PropRef::Event => "@event".into(),
-            PropRef::Id => "@id".into(),
-            PropRef::Session => "@session".into(),
-            PropRef::User {
-                index,
-                kind,
-                is_set,
-            } => {
-                format!(
-                    "@prop{index}:{kind:?}{}",
-                    if *is_set { "[set]" } else { "" }
-                )
-            }
-        }
+        prop_name(p, self.props)
     }
 
     fn scope(&self, s: &TimeScope) -> String {

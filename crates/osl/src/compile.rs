@@ -10,7 +10,7 @@
 //! makes `debug_listing()` a direct rendering, and needs no unsafe code or
 //! allocation per evaluated node.
 
-use crate::ast::{listing, PropRef, Stmt};
+use crate::ast::{listing, prop_name, PropRef, Stmt};
 use crate::error::{CompileError, ErrorCode, Pos};
 use crate::lexer::tokenize;
 use crate::parser::{is_reserved, Parser, Slots};
@@ -87,9 +87,18 @@ impl Program {
         out.push_str(&format!("KIND {:?}\n", self.kind));
         out.push_str("SELECT\n");
         for c in &self.columns {
+            let dedup = match c.dedup {
+                crate::result_tree::Dedup::Key(k) => {
+                    format!("with {}", prop_name(&k, &self.event_props))
+                }
+                other => format!("{other:?}"),
+            };
             out.push_str(&format!(
-                "  {:?} {:?} as {} dedup {:?}\n",
-                c.agg, c.prop, c.alias, c.dedup
+                "  {:?} {} as {} dedup {}\n",
+                c.agg,
+                prop_name(&c.prop, &self.event_props),
+                c.alias,
+                dedup
             ));
         }
         out.push_str("SLOTS\n");
@@ -110,7 +119,12 @@ impl Program {
             }
         }
         out.push_str("CODE\n");
-        out.push_str(&listing(&self.stmts, &self.names, &self.texts));
+        out.push_str(&listing(
+            &self.stmts,
+            &self.names,
+            &self.texts,
+            &self.event_props,
+        ));
         out
     }
 
@@ -444,7 +458,8 @@ pub fn parse_duration(text: &str) -> Option<i64> {
     if let Some(ms) = crate::lexer::parse_span(t) {
         return Some(ms);
     }
-    let (num, unit) = t.split_at(t.len().checked_sub(1)?);
+    let (last, _) = t.char_indices().last()?;
+    let (num, unit) = t.split_at(last);
     let n: i64 = num.parse().ok()?;
     let mult = match unit {
         "s" => 1_000,
@@ -454,4 +469,91 @@ pub fn parse_duration(text: &str) -> Option<i64> {
         _ => return None,
     };
     n.checked_mul(mult)
+}
+
+/// True when `name` may be a script parameter (`str_<name>=`...): a valid
+/// identifier that is neither reserved nor a table property (§3.3).
+pub fn is_valid_param_name(name: &str, schema: &Schema) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    first_ok
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !is_reserved(name)
+        && !matches!(name, "stamp" | "event" | "id" | "session")
+        && schema.find(name).is_none()
+}
+
+/// Header flags of an `@segment` section (§11.2, rest spec 5.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentFlags {
+    /// `refresh=`, ms.
+    pub refresh: Option<i64>,
+    /// `ttl=`, ms.
+    pub ttl: Option<i64>,
+    /// `use_cached`
+    pub use_cached: bool,
+    /// `on_insert`
+    pub on_insert: bool,
+    /// `z_index=` (default 100; lower evaluates first).
+    pub z_index: i64,
+}
+
+impl Default for SegmentFlags {
+    fn default() -> Self {
+        SegmentFlags {
+            refresh: None,
+            ttl: None,
+            use_cached: false,
+            on_insert: false,
+            z_index: 100,
+        }
+    }
+}
+
+fn flag_bool(key: &str, v: &str) -> Result<bool, String> {
+    match v.chars().next() {
+        Some('t' | 'T' | '1') => Ok(true),
+        Some('f' | 'F' | '0') => Ok(false),
+        _ => Err(format!("flag '{key}' expects true or false, got '{v}'")),
+    }
+}
+
+impl SegmentFlags {
+    /// Reads the flags of a section; unknown or repeated flags and bad
+    /// values are errors (the message is the request error detail).
+    pub fn parse(flags: &[(String, String)]) -> Result<SegmentFlags, String> {
+        let mut out = SegmentFlags::default();
+        let mut seen: Vec<&str> = Vec::new();
+        for (k, v) in flags {
+            if seen.contains(&k.as_str()) {
+                return Err(format!("flag '{k}' given more than once"));
+            }
+            seen.push(k);
+            match k.as_str() {
+                "refresh" => {
+                    out.refresh = Some(
+                        parse_duration(v)
+                            .ok_or_else(|| format!("invalid duration '{v}' for 'refresh'"))?,
+                    )
+                }
+                "ttl" => {
+                    out.ttl = Some(
+                        parse_duration(v)
+                            .ok_or_else(|| format!("invalid duration '{v}' for 'ttl'"))?,
+                    )
+                }
+                "use_cached" => out.use_cached = flag_bool(k, v)?,
+                "on_insert" => out.on_insert = flag_bool(k, v)?,
+                "z_index" => {
+                    out.z_index = v
+                        .parse()
+                        .map_err(|_| format!("invalid integer '{v}' for 'z_index'"))?
+                }
+                _ => return Err(format!("unknown segment flag '{k}'")),
+            }
+        }
+        Ok(out)
+    }
 }

@@ -34,12 +34,24 @@ enum DKey {
 #[derive(Debug, Default)]
 pub struct RunState {
     vars: Vec<Value>,
-    text_ids: Vec<Option<u32>>,
+    text_ids: Vec<TextId>,
+    run_no: u64,
     dedup: HashSet<(u64, u32, DKey)>,
     sessions: Vec<i64>,
     sessions_ready: bool,
     windows: Vec<Option<(i64, i64)>>,
     col_vals: Vec<(Option<i64>, DKey)>,
+}
+
+/// Cached dictionary id of a program text constant. A hit stays valid for
+/// the dictionary (ids are never reused); a miss only for the run it was
+/// seen in (the text may be interned later).
+#[derive(Clone, Copy, Debug, Default)]
+enum TextId {
+    #[default]
+    Unknown,
+    Hit(u32),
+    Miss(u64),
 }
 
 type RtResult<T> = Result<T, (ErrorCode, String, Pos)>;
@@ -58,7 +70,7 @@ impl Program {
     /// Fresh scratch state for this program.
     pub fn new_state(&self) -> RunState {
         RunState {
-            text_ids: vec![None; self.texts.len()],
+            text_ids: vec![TextId::Unknown; self.texts.len()],
             ..RunState::default()
         }
     }
@@ -74,7 +86,17 @@ impl Program {
         out: &mut ResultTree,
     ) -> Result<RunOutcome, RuntimeError> {
         if state.text_ids.len() != self.texts.len() {
-            state.text_ids = vec![None; self.texts.len()];
+            state.text_ids = vec![TextId::Unknown; self.texts.len()];
+        }
+        state.run_no = state.run_no.wrapping_add(1);
+        // Cheap guard against a state reused with another dictionary: a
+        // cached id must still name the same text.
+        for (slot, text) in state.text_ids.iter_mut().zip(self.texts.iter()) {
+            if let TextId::Hit(id) = *slot {
+                if customer.text(id) != &**text {
+                    *slot = TextId::Unknown;
+                }
+            }
         }
         state.vars.clear();
         state.vars.resize(self.names.len(), Value::Nil);
@@ -491,7 +513,7 @@ impl<C: CustomerView> Interp<'_, C> {
             n - 1
         };
         if m.next {
-            start += d;
+            start = start.saturating_add(d);
         }
         let limit = match &m.limit {
             Some(l) => match self.eval(l)?.to_int() {
@@ -695,13 +717,15 @@ impl<C: CustomerView> Interp<'_, C> {
 
     fn text_id(&mut self, idx: u32) -> Option<u32> {
         let i = idx as usize;
-        if let Some(Some(id)) = self.st.text_ids.get(i) {
-            return Some(*id);
+        match self.st.text_ids.get(i) {
+            Some(TextId::Hit(id)) => return Some(*id),
+            Some(TextId::Miss(run)) if *run == self.st.run_no => return None,
+            _ => {}
         }
         let t = self.prog.texts.get(i)?;
         let id = self.c.text_id(t);
         if let Some(slot) = self.st.text_ids.get_mut(i) {
-            *slot = id;
+            *slot = id.map_or(TextId::Miss(self.st.run_no), TextId::Hit);
         }
         id
     }
@@ -726,6 +750,10 @@ impl<C: CustomerView> Interp<'_, C> {
         let lhs = self.prop_at(f.prop, self.cursor);
         let rhs = self.eval(&f.rhs)?;
         if f.prop.is_set() {
+            // Comparing with nil asks whether the row has a value at all.
+            if rhs.is_nil() && matches!(f.cmp, CmpOp::Eq | CmpOp::Ne) {
+                return Ok(lhs.is_nil() == (f.cmp == CmpOp::Eq));
+            }
             let Value::Set(members) = &lhs else {
                 return Ok(matches!(f.cmp, CmpOp::Ne | CmpOp::NotIn));
             };
@@ -1103,7 +1131,9 @@ impl<C: CustomerView> Interp<'_, C> {
         for key in path {
             let node = ResultTree::child_mut(level, next_id, width, key);
             for (ci, (v, dk)) in cols.iter().enumerate() {
-                let col = &self.prog.columns[ci.min(ncols.saturating_sub(1))];
+                let Some(col) = self.prog.columns.get(ci) else {
+                    continue;
+                };
                 if col.dedup != Dedup::All && !self.st.dedup.insert((node.id, ci as u32, *dk)) {
                     continue;
                 }

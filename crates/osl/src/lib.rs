@@ -8,13 +8,17 @@
 //!    then for every customer `program.run(&view, &ctx, &mut st, &mut tree)`.
 //! 3. [`ResultTree::merge`] the partition trees, then [`ResultTree::render`].
 
+#![warn(missing_docs)]
+
 pub mod ast;
 pub mod compile;
 pub mod error;
 pub mod functions;
+pub mod histogram;
 pub mod interp;
 pub mod lexer;
 pub mod parser;
+pub mod prefilter;
 pub mod result_tree;
 pub mod schema;
 pub mod testkit;
@@ -22,11 +26,13 @@ pub mod value;
 pub mod view;
 
 pub use compile::{
-    compile, compile_with, parse_duration, parse_sections, substitute_templates, CompileOptions,
-    Program, Section, SectionKind,
+    compile, compile_with, is_valid_param_name, parse_duration, parse_sections,
+    substitute_templates, CompileOptions, Program, Section, SectionKind, SegmentFlags,
 };
 pub use error::{CompileError, ErrorCode, Pos, RuntimeError};
+pub use histogram::{histogram_sample, Histogram, HistogramOptions, Sample};
 pub use interp::RunState;
+pub use prefilter::{IndexAtom, IndexProp, Prefilter};
 pub use result_tree::{Column, ColumnAgg, Dedup, GroupKey, RenderOptions, ResultTree, SortBy};
 pub use schema::{Params, PropDef, PropKind, Schema, ScriptKind};
 pub use value::Value;

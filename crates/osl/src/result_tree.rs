@@ -177,6 +177,8 @@ impl Acc {
         };
         match col.agg {
             ColumnAgg::Count => J::from(self.count),
+            // Nothing added: integer 0 for every type (rest spec 5.1, appendix C).
+            ColumnAgg::Sum if self.count == 0 => J::from(0),
             ColumnAgg::Sum => match col.value_kind {
                 PropKind::Double => float_json(self.sum as f64 / 10_000.0),
                 _ => J::from(self.sum.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64),

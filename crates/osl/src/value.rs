@@ -283,6 +283,14 @@ impl Value {
     }
 }
 
+/// Strict equality for Rust code and tests: same type and OSL-equal value
+/// (scripts use [`values_equal`], which also equates across types).
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.type_name() == other.type_name() && values_equal(self, other)
+    }
+}
+
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_literal())
