@@ -57,6 +57,9 @@ struct ServeArgs {
     /// Most records in one insert request.
     #[arg(long, env = "OPENSET_MAX_INSERT_RECORDS", default_value_t = 100_000)]
     max_insert_records: usize,
+    /// Test-only: run queries without index pre-filters.
+    #[arg(long, hide = true)]
+    no_prefilter: bool,
     /// Test-only fault injection: log appends fail after this many bytes.
     #[arg(long, hide = true, env = "OPENSET_FAULT_LOG_FULL_AFTER_BYTES")]
     fault_log_full_after_bytes: Option<u64>,
@@ -110,6 +113,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 public_address: addr.to_string(),
                 max_body: args.max_body_bytes,
                 max_records: args.max_insert_records,
+                prefilter: !args.no_prefilter,
                 ..Default::default()
             },
             started: Instant::now(),

@@ -1,5 +1,6 @@
-//! Property test: random scripts from a safe generator over random data give
-//! identical result trees with 1 and with 16 partitions.
+//! Property tests: random scripts from a safe generator over random data give
+//! identical result trees with 1 and with 16 partitions, and with and without
+//! the index pre-filter.
 
 mod common;
 use common::{Rng, Server};
@@ -132,7 +133,7 @@ fn script(rng: &mut Rng) -> String {
 }
 
 #[test]
-fn random_scripts_agree_on_1_and_16_partitions() {
+fn random_scripts_agree_on_1_and_16_partitions_with_and_without_prefilter() {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -144,6 +145,7 @@ fn random_scripts_agree_on_1_and_16_partitions() {
     let servers = [
         Server::start(&["--partitions", "1"]),
         Server::start(&["--partitions", "16"]),
+        Server::start(&["--partitions", "16", "--no-prefilter"]),
     ];
     for s in &servers {
         s.create_table("t", &table());
@@ -161,7 +163,14 @@ fn random_scripts_agree_on_1_and_16_partitions() {
             "seed {seed}\n{text}\n{}",
             answers[0].text
         );
-        assert_eq!(answers[0].json, answers[1].json, "seed {seed}\n{text}");
+        assert_eq!(
+            answers[0].json, answers[1].json,
+            "partitions, seed {seed}\n{text}"
+        );
+        assert_eq!(
+            answers[1].json, answers[2].json,
+            "pre-filter, seed {seed}\n{text}"
+        );
         non_empty += usize::from(
             answers[0].json["_"]
                 .as_array()

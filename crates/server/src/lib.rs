@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub max_url: usize,
     /// Largest OSL script in one query request.
     pub max_script: usize,
+    /// Use index pre-filters in queries (off only to test they change nothing).
+    pub prefilter: bool,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +43,7 @@ impl Default for ServerConfig {
             max_json_body: 1 << 20,
             max_url: 16 << 10,
             max_script: 1 << 20,
+            prefilter: true,
         }
     }
 }

@@ -210,6 +210,7 @@ pub async fn event(
         },
         stamp_counts: p.bool("stamp_counts", false)?,
         now: now_ms(),
+        prefilter: s.config.prefilter,
     };
     let answer = super::blocking(move || {
         query::event::event_query(&s.db, &table, &source, &query, debug)
