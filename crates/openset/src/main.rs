@@ -98,6 +98,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if args.sample_data {
         load_sample(&db)?;
     }
+    let segments = query::segment::SegmentRegistry::new();
+    db.set_observer(segments.clone());
+    if db.is_initialized() {
+        segments
+            .recompute_all(&db)
+            .map_err(|e| format!("recomputing segments: {e:?}"))?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,6 +116,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let state = Arc::new(server::AppState {
             db,
+            segments,
             config: server::ServerConfig {
                 public_address: addr.to_string(),
                 max_body: args.max_body_bytes,
@@ -118,6 +126,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             },
             started: Instant::now(),
         });
+        // Segments with `refresh` are re-evaluated in the background.
+        let refresher = state.clone();
+        std::thread::Builder::new()
+            .name("segment-refresh".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                if refresher.db.is_initialized() {
+                    refresher.segments.refresh_due(&refresher.db);
+                }
+            })
+            .map_err(|e| e.to_string())?;
         // Tests and scripts read this line to learn the port.
         println!("listening on {addr}");
         tracing::info!(%addr, data_dir = %args.data_dir.display(), "serving");

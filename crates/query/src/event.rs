@@ -37,6 +37,8 @@ pub struct EventQuery {
     /// Skip customers the index proves cannot match (OSL spec 11.4);
     /// off only to test that it changes nothing.
     pub prefilter: bool,
+    /// `segments=`: one count column set per selection (empty: everyone).
+    pub segments: Vec<Selection>,
 }
 
 /// The answer: a result tree as JSON, or (with `debug`) the program listing.
@@ -90,7 +92,7 @@ pub fn event_query(
         stamp_counts: q.stamp_counts,
         ..RunContext::default()
     };
-    let tree = run_all(db, table, &program, &ctx, q.prefilter)?;
+    let tree = run_all(db, table, &program, &ctx, q.prefilter, &q.segments)?;
     let opts = RenderOptions {
         sort,
         descending: q.descending,
@@ -127,9 +129,14 @@ pub fn candidates(pf: &Prefilter, tp: &TablePartition) -> RoaringBitmap {
 }
 
 /// Customer-property writes of one run, ready for the store.
-type Writes = Vec<store::db::CustomerWrites<'static>>;
+pub(crate) type Writes = Vec<store::db::CustomerWrites<'static>>;
 
-fn collect_writes(c: &store::partition::Customer, outcome: RunOutcome, into: &mut Writes) {
+/// Adds a run's customer-property writes to `into` (shared with other query kinds).
+pub(crate) fn collect_writes(
+    c: &store::partition::Customer,
+    outcome: RunOutcome,
+    into: &mut Writes,
+) {
     if outcome.writes.is_empty() {
         return;
     }
@@ -151,7 +158,37 @@ fn collect_writes(c: &store::partition::Customer, outcome: RunOutcome, into: &mu
     into.push((c.key.clone(), props));
 }
 
-/// Runs `program` over every customer of `table`, partitions in parallel,
+/// Which customers a query runs over: everyone (`*`) or a stored segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// Every customer.
+    Everyone,
+    /// The members of this segment.
+    Segment(String),
+}
+
+/// The customers of one table partition to run for one selection: the
+/// selection's members, narrowed by the pre-filter's candidates. `None`
+/// means every customer.
+pub fn selected(
+    tp: &TablePartition,
+    sel: &Selection,
+    candidates: Option<&RoaringBitmap>,
+) -> Option<RoaringBitmap> {
+    let base = match sel {
+        Selection::Everyone => None,
+        Selection::Segment(name) => Some(tp.segments.get(name).cloned().unwrap_or_default()),
+    };
+    match (base, candidates) {
+        (None, None) => None,
+        (Some(b), None) => Some(b),
+        (None, Some(c)) => Some(c.clone()),
+        (Some(b), Some(c)) => Some(b & c),
+    }
+}
+
+/// Runs `program` over the customers of `table`, partitions in parallel,
+/// once per selection (segment-compare mode: selection `i` fills `c{i+1}`),
 /// and returns the merged tree. The first runtime error aborts everything
 /// (and nothing is written); otherwise customer-property writes of the runs
 /// are committed through the log before the answer.
@@ -161,7 +198,14 @@ pub fn run_all(
     program: &Program,
     ctx: &RunContext,
     prefilter: bool,
+    selections: &[Selection],
 ) -> Result<ResultTree, QueryError> {
+    let everyone = [Selection::Everyone];
+    let selections = if selections.is_empty() {
+        &everyone[..]
+    } else {
+        selections
+    };
     let schema = db.table(table)?;
     let prefilter = if prefilter { program.prefilter() } else { None };
     let engine = db.engine()?;
@@ -176,7 +220,7 @@ pub fn run_all(
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 s.spawn(|| {
-                    let mut tree = program.new_tree(1);
+                    let mut tree = program.new_tree(selections.len());
                     let mut writes = Writes::new();
                     loop {
                         let p = next.fetch_add(1, Ordering::Relaxed);
@@ -188,26 +232,31 @@ pub fn run_all(
                             continue;
                         };
                         let mut state = program.new_state();
-                        let candidates = prefilter.as_ref().map(|pf| candidates(pf, tp));
-                        let chosen: Box<dyn Iterator<Item = &store::partition::Customer>> =
-                            match &candidates {
-                                Some(b) => Box::new(
-                                    b.iter().filter_map(|ci| tp.customers.get(ci as usize)),
-                                ),
-                                None => Box::new(tp.customers.iter()),
+                        let cands = prefilter.as_ref().map(|pf| candidates(pf, tp));
+                        for (i, sel) in selections.iter().enumerate() {
+                            let ctx = RunContext {
+                                segment: i,
+                                ..ctx.clone()
                             };
-                        for c in chosen {
-                            let view = StoredCustomer {
-                                customer: c,
-                                dict: &tp.dict,
-                            };
-                            match program.run(&view, ctx, &mut state, &mut tree) {
-                                Ok(outcome) => collect_writes(c, outcome, &mut writes),
-                                Err(e) => {
-                                    if let Ok(mut f) = failed.lock() {
-                                        f.get_or_insert(QueryError::Runtime(e));
+                            let chosen: Box<dyn Iterator<Item = u32>> =
+                                match selected(tp, sel, cands.as_ref()) {
+                                    Some(b) => Box::new(b.into_iter()),
+                                    None => Box::new(0..tp.customers.len() as u32),
+                                };
+                            for ci in chosen {
+                                let Some(view) = StoredCustomer::of(tp, ci) else {
+                                    continue;
+                                };
+                                match program.run(&view, &ctx, &mut state, &mut tree) {
+                                    Ok(outcome) => {
+                                        collect_writes(view.customer, outcome, &mut writes)
                                     }
-                                    return (tree, writes);
+                                    Err(e) => {
+                                        if let Ok(mut f) = failed.lock() {
+                                            f.get_or_insert(QueryError::Runtime(e));
+                                        }
+                                        return (tree, writes);
+                                    }
                                 }
                             }
                         }
@@ -221,7 +270,7 @@ pub fn run_all(
     if let Some(e) = failed.into_inner().ok().flatten() {
         return Err(e);
     }
-    let mut merged = program.new_tree(1);
+    let mut merged = program.new_tree(selections.len());
     let mut all_writes = Writes::new();
     for (t, w) in results {
         merged.merge(t);

@@ -3,7 +3,9 @@
 
 pub mod customer;
 pub mod event;
+pub mod histogram;
 pub mod property;
+pub mod segment;
 pub mod view;
 
 use store::StoreError;
@@ -21,6 +23,8 @@ pub enum QueryError {
     BadSort(String),
     /// The property named in the path does not exist.
     PropertyNotFound,
+    /// The property named by a histogram's `foreach=` does not exist.
+    MissingForeach(String),
     /// A parameter that does not fit the query (the detail says how).
     Request {
         /// Human text.

@@ -47,6 +47,8 @@ pub struct PropertyQuery {
     pub by_value: bool,
     /// Keep the first N values.
     pub trim: Option<usize>,
+    /// `segments=`: one count per selection (`c`, `c2`, ...); empty means everyone.
+    pub segments: Vec<crate::event::Selection>,
 }
 
 /// A value as the answer shows it (the merge key across partitions).
@@ -207,14 +209,31 @@ pub fn property_query(
     };
     check(kind, q)?;
     let engine = db.engine()?;
-    let mut total = 0u64;
-    let mut counts: FxHashMap<Key, u64> = FxHashMap::default();
+    let everyone = [crate::event::Selection::Everyone];
+    let sels = if q.segments.is_empty() {
+        &everyone[..]
+    } else {
+        &q.segments[..]
+    };
+    let mut totals = vec![0u64; sels.len()];
+    let mut counts: FxHashMap<Key, Vec<u64>> = FxHashMap::default();
     for p in 0..engine.partition_count() {
         let part = engine.read(p);
         let Some(tp) = part.tables.get(&schema.uid) else {
             continue;
         };
-        total += tp.index.any_value(prop).len();
+        let members: Vec<Option<RoaringBitmap>> = sels
+            .iter()
+            .map(|s| crate::event::selected(tp, s, None))
+            .collect();
+        let within = |b: &RoaringBitmap, i: usize| match &members[i] {
+            None => b.len(),
+            Some(m) => b.intersection_len(m),
+        };
+        let any = tp.index.any_value(prop);
+        for (i, t) in totals.iter_mut().enumerate() {
+            *t += within(&any, i);
+        }
         // Customers per key in this partition: a customer counts once per bucket.
         let mut local: FxHashMap<Key, RoaringBitmap> = FxHashMap::default();
         for (raw, customers) in tp.index.values(prop) {
@@ -229,12 +248,22 @@ pub fn property_query(
             *local.entry(key_of(kind, q, raw, text)).or_default() |= customers;
         }
         for (k, b) in local {
-            *counts.entry(k).or_default() += b.len();
+            let c = counts.entry(k).or_insert_with(|| vec![0; sels.len()]);
+            for (i, n) in c.iter_mut().enumerate() {
+                *n += within(&b, i);
+            }
         }
     }
-    let mut values: Vec<(Key, u64)> = counts.into_iter().collect();
+    let mut values: Vec<(Key, Vec<u64>)> = counts
+        .into_iter()
+        .filter(|(_, c)| c.iter().any(|&n| n > 0))
+        .collect();
     values.sort_by(|(ka, ca), (kb, cb)| {
-        let primary = if q.by_value { ka.order(kb) } else { ca.cmp(cb) };
+        let primary = if q.by_value {
+            ka.order(kb)
+        } else {
+            ca[0].cmp(&cb[0])
+        };
         let primary = if q.descending {
             primary.reverse()
         } else {
@@ -245,9 +274,24 @@ pub fn property_query(
     if let Some(n) = q.trim {
         values.truncate(n);
     }
+    let branch = |g: Value, c: &[u64]| {
+        let mut m = serde_json::Map::new();
+        m.insert("g".into(), g);
+        for (i, n) in c.iter().enumerate() {
+            let key = if i == 0 {
+                "c".to_string()
+            } else {
+                format!("c{}", i + 1)
+            };
+            m.insert(key, json!([n]));
+        }
+        m
+    };
     let children: Vec<Value> = values
         .iter()
-        .map(|(k, c)| json!({"g": k.to_json(), "c": [c]}))
+        .map(|(k, c)| Value::Object(branch(k.to_json(), c)))
         .collect();
-    Ok(json!({"_": [{"g": name, "c": [total], "_": children}]}))
+    let mut root = branch(json!(name), &totals);
+    root.insert("_".into(), Value::Array(children));
+    Ok(json!({"_": [root]}))
 }

@@ -1,7 +1,9 @@
 //! The store's customers seen through OSL's `CustomerView`.
 
 use osl::{CustomerId, CustomerView, PropDef, PropKind, Schema};
-use store::partition::{Cell, Customer, Dictionary};
+use roaring::RoaringBitmap;
+use std::collections::BTreeMap;
+use store::partition::{Cell, Customer, Dictionary, TablePartition};
 use store::record::CustomerKey;
 use store::schema::{IdType, PropType, TableSchema};
 
@@ -28,12 +30,28 @@ pub fn osl_schema(schema: &TableSchema) -> Schema {
     }
 }
 
-/// One stored customer and its partition's dictionary.
+/// One stored customer, its partition's dictionary and segment memberships.
 pub struct StoredCustomer<'a> {
     /// The customer.
     pub customer: &'a Customer,
+    /// The customer's index in its table partition.
+    pub index: u32,
     /// The dictionary of its table partition.
     pub dict: &'a Dictionary,
+    /// Segment memberships of its table partition.
+    pub segments: &'a BTreeMap<String, RoaringBitmap>,
+}
+
+impl<'a> StoredCustomer<'a> {
+    /// The view of customer `index` of a table partition.
+    pub fn of(tp: &'a TablePartition, index: u32) -> Option<StoredCustomer<'a>> {
+        Some(StoredCustomer {
+            customer: tp.customers.get(index as usize)?,
+            index,
+            dict: &tp.dict,
+            segments: &tp.segments,
+        })
+    }
 }
 
 /// The cells of one property in a row (cells are sorted by property id).
@@ -97,5 +115,8 @@ impl CustomerView for StoredCustomer<'_> {
     }
     fn text_id(&self, text: &str) -> Option<u32> {
         self.dict.lookup(text)
+    }
+    fn in_segment(&self, name: &str) -> Option<bool> {
+        self.segments.get(name).map(|b| b.contains(self.index))
     }
 }

@@ -140,6 +140,12 @@ impl ApiError {
                 "general_config_error",
                 "property not found",
             ),
+            query::QueryError::MissingForeach(name) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "run_time",
+                "item not found",
+                format!("missing foreach column '{name}'"),
+            ),
             query::QueryError::Request { detail } => {
                 Self::new(StatusCode::BAD_REQUEST, "query", "syntax_error", detail)
             }

@@ -54,6 +54,8 @@ pub struct AppState {
     pub db: store::Db,
     /// HTTP settings.
     pub config: ServerConfig,
+    /// Compiled segments and their freshness.
+    pub segments: std::sync::Arc<query::segment::SegmentRegistry>,
     /// When the server started.
     pub started: Instant,
 }

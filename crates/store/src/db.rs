@@ -17,8 +17,8 @@ use crate::log::{LocalLog, Lsn, PartitionLog};
 use crate::partition::PartitionState;
 use crate::record::CustomerKey;
 use crate::schema::{
-    check_property_name, parse_create_body, valid_table_name, PropType, PropertyDef, TableSchema,
-    MAX_PROPERTIES,
+    check_property_name, parse_create_body, valid_table_name, PropType, PropertyDef, SegmentDef,
+    TableSchema, MAX_PROPERTIES,
 };
 use crate::snapshot;
 use serde_json::{Map, Value};
@@ -131,6 +131,14 @@ impl Engine {
         self.partition_count
     }
 
+    /// Write access to one partition, for derived state only (segment
+    /// memberships); data changes go through the log.
+    pub fn write(&self, p: u32) -> std::sync::RwLockWriteGuard<'_, PartitionState> {
+        self.parts[p as usize]
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Read access to one partition (queries hold it while they scan).
     pub fn read(&self, p: u32) -> RwLockReadGuard<'_, PartitionState> {
         self.parts[p as usize]
@@ -160,6 +168,7 @@ impl Engine {
 struct Shared {
     config: DbConfig,
     catalog: RwLock<Arc<Catalog>>,
+    observer: OnceLock<Arc<dyn ApplyObserver>>,
 }
 
 impl Shared {
@@ -216,6 +225,7 @@ impl Db {
             shared: Arc::new(Shared {
                 config,
                 catalog: RwLock::new(Arc::new(catalog)),
+                observer: OnceLock::new(),
             }),
             engine: OnceLock::new(),
             admin: Mutex::new(()),
@@ -565,6 +575,57 @@ impl Db {
         Ok(())
     }
 
+    /// Installs the observer of applied inserts (once).
+    pub fn set_observer(&self, observer: Arc<dyn ApplyObserver>) {
+        let _ = self.shared.observer.set(observer);
+    }
+
+    /// Creates or replaces segment definitions of `table` (durably).
+    pub fn define_segments(
+        &self,
+        table: &str,
+        defs: Vec<SegmentDef>,
+    ) -> Result<Arc<TableSchema>, StoreError> {
+        self.engine()?;
+        let _g = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let schema = self.table(table)?;
+        let mut t = (*schema).clone();
+        let first = t.segments.values().map(|d| d.seq + 1).max().unwrap_or(0);
+        for (seq, mut d) in (first..).zip(defs) {
+            d.seq = seq;
+            t.segments.insert(d.name.clone(), d);
+        }
+        let t = Arc::new(t);
+        self.update_catalog(|c| {
+            c.tables.insert(table.into(), t.clone());
+            Ok(())
+        })?;
+        Ok(t)
+    }
+
+    /// Removes segment definitions of `table` (and their memberships).
+    pub fn remove_segments(&self, table: &str, names: &[String]) -> Result<(), StoreError> {
+        let engine = self.engine()?;
+        let _g = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let schema = self.table(table)?;
+        let mut t = (*schema).clone();
+        for n in names {
+            t.segments.remove(n);
+        }
+        self.update_catalog(|c| {
+            c.tables.insert(table.into(), Arc::new(t));
+            Ok(())
+        })?;
+        for p in 0..engine.partition_count {
+            if let Some(tp) = engine.write(p).tables.get_mut(&schema.uid) {
+                for n in names {
+                    tp.segments.remove(n);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Customers and events over all tables.
     pub fn counts(&self) -> Counts {
         self.engine
@@ -601,7 +662,7 @@ fn recover_partition(
         .unwrap_or_default();
     let after = state.applied;
     let last = log.replay(p, after, &mut |lsn, bytes| {
-        apply_bytes(&mut state, bytes, schema_of)
+        apply_bytes(&mut state, bytes, schema_of, None)
             .map_err(|e| format!("partition {p} entry {lsn}: {e}"))
     })?;
     state.applied = last;
@@ -613,9 +674,10 @@ fn apply_bytes(
     state: &mut PartitionState,
     bytes: &[u8],
     schema_of: &dyn Fn(u64) -> Option<Arc<TableSchema>>,
+    touched: Option<&mut Vec<(u64, u32)>>,
 ) -> Result<(), crate::codec::DecodeError> {
     let (uid, records) = decode_entry(bytes)?;
-    apply_records(state, uid, &records, schema_of);
+    apply_records(state, uid, &records, schema_of, touched);
     Ok(())
 }
 
@@ -624,13 +686,25 @@ fn apply_records(
     uid: u64,
     records: &[RecordView<'_>],
     schema_of: &dyn Fn(u64) -> Option<Arc<TableSchema>>,
+    mut touched: Option<&mut Vec<(u64, u32)>>,
 ) {
     // A table dropped since the entry was logged: its records are skipped.
     let Some(schema) = schema_of(uid) else { return };
     let table = state.tables.entry(uid).or_default();
     for r in records {
-        table.apply(&schema, r, true);
+        let ci = table.apply(&schema, r, true);
+        if let Some(t) = touched.as_deref_mut() {
+            t.push((uid, ci));
+        }
     }
+}
+
+/// Told about every applied group, per partition, while the partition is
+/// still write-locked: the query layer uses it to re-evaluate `on_insert`
+/// segments for exactly the customers an insert touched.
+pub trait ApplyObserver: Send + Sync {
+    /// `touched` lists (table uid, customer index) pairs, sorted and unique.
+    fn applied(&self, partition: u32, state: &mut PartitionState, touched: &[(u64, u32)]);
 }
 
 /// The write pipeline: a writer thread appends groups to the log (one sync
@@ -761,17 +835,26 @@ impl Applier {
             .min(work.len())
             .max(1);
         let parts = &self.parts;
+        let observer = self.shared.observer.get().map(|o| &**o);
         let apply = |chunk: &[(u32, PartitionWork<'_>)]| {
             for (p, items) in chunk {
                 let mut st = parts[*p as usize]
                     .write()
                     .unwrap_or_else(|e| e.into_inner());
+                let mut touched = Vec::new();
                 for (lsn, bytes) in items {
                     // The bytes were encoded by this process a moment ago.
-                    if let Err(e) = apply_bytes(&mut st, bytes, &schema_of) {
+                    if let Err(e) =
+                        apply_bytes(&mut st, bytes, &schema_of, observer.map(|_| &mut touched))
+                    {
                         tracing::error!(partition = p, lsn, error = %e, "could not apply an entry");
                     }
                     st.applied = *lsn;
+                }
+                if let Some(obs) = observer {
+                    touched.sort_unstable();
+                    touched.dedup();
+                    obs.applied(*p, &mut st, &touched);
                 }
             }
         };

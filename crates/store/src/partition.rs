@@ -160,6 +160,9 @@ pub struct TablePartition {
     pub event_count: u64,
     /// Customers by (property, value), event names included.
     pub index: PropertyIndex,
+    /// Segment memberships by segment name. Derived state, kept by the query
+    /// layer (segments depend on `now`), not part of the log.
+    pub segments: BTreeMap<String, roaring::RoaringBitmap>,
     /// Reused buffer for a row's cells during apply (no allocation per record).
     scratch: Vec<Cell>,
 }
@@ -221,7 +224,8 @@ impl TablePartition {
     /// Applies one record. With `dedup`, an event equal to a stored one is
     /// dropped (rest spec 4.8); snapshot restore passes `false` because a
     /// snapshot already holds exactly the stored rows.
-    pub fn apply(&mut self, schema: &TableSchema, rec: &RecordView<'_>, dedup: bool) {
+    /// Returns the customer's index in the partition.
+    pub fn apply(&mut self, schema: &TableSchema, rec: &RecordView<'_>, dedup: bool) -> u32 {
         let ci = match self.index_of(rec.id) {
             Some(i) => i,
             None => {
@@ -264,7 +268,7 @@ impl TablePartition {
         }
         let Some(event) = rec.event else {
             self.scratch = row;
-            return;
+            return ci as u32;
         };
         let name = self.dict.intern(event);
         let rank = self.rank(schema, name);
@@ -299,6 +303,7 @@ impl TablePartition {
             }
         }
         self.scratch = row;
+        ci as u32
     }
 
     /// Removes every value of property `prop` from events and customers.

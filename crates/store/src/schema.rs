@@ -164,7 +164,7 @@ impl Settings {
 }
 
 /// A table's complete definition.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TableSchema {
     /// Incarnation id: a table dropped and created again gets a new one.
     pub uid: u64,
@@ -183,6 +183,35 @@ pub struct TableSchema {
     pub event_order: Vec<String>,
     /// Settings.
     pub settings: Settings,
+    /// Stored segment definitions by name.
+    #[serde(default)]
+    pub segments: std::collections::BTreeMap<String, SegmentDef>,
+}
+
+/// A named segment: its script and header flags (rest spec 5.3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SegmentDef {
+    /// Segment name.
+    pub name: String,
+    /// The section's script, after `{{name}}` substitution.
+    pub source: String,
+    /// Script parameters it was defined with, as JSON values (text, integer, number, bool).
+    #[serde(default)]
+    pub params: serde_json::Map<String, Value>,
+    /// 1-based line of the section header in the request that defined it.
+    pub header_line: u32,
+    /// Re-evaluate in the background this often, ms.
+    pub refresh_ms: Option<i64>,
+    /// Stored, no effect.
+    pub ttl_ms: Option<i64>,
+    /// Answer from the stored result while it is younger than `refresh`.
+    pub use_cached: bool,
+    /// Re-evaluate for the customers an insert touched.
+    pub on_insert: bool,
+    /// Evaluation order, lowest first.
+    pub z_index: i64,
+    /// Definition order (ties of `z_index`).
+    pub seq: u64,
 }
 
 impl TableSchema {
@@ -491,6 +520,7 @@ pub fn parse_create_body(name: &str, uid: u64, body: &Value) -> Result<TableSche
         properties,
         event_order,
         settings,
+        segments: Default::default(),
     })
 }
 

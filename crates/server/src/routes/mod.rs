@@ -1,6 +1,7 @@
 //! The route table (rest spec section 0) and the handlers, one module per area.
 
 mod cluster;
+mod histogram;
 mod insert;
 mod queries;
 mod tables;
@@ -46,11 +47,14 @@ pub fn router(state: State) -> Router {
         .route("/v1/query/{table}/person", get(queries::customer))
         .route("/v1/query/{table}/event", post(queries::event))
         .route("/v1/query/{table}/events", post(queries::event))
-        .route("/v1/query/{table}/segment", post(queries::not_yet))
-        .route("/v1/query/{table}/counts", post(queries::not_yet))
+        .route("/v1/query/{table}/segment", post(queries::segment))
+        .route("/v1/query/{table}/counts", post(queries::segment))
         .route("/v1/query/{table}/property/{name}", get(queries::property))
         .route("/v1/query/{table}/column/{name}", get(queries::property))
-        .route("/v1/query/{table}/histogram/{name}", post(queries::not_yet))
+        .route(
+            "/v1/query/{table}/histogram/{name}",
+            post(histogram::histogram),
+        )
         .route("/v1/query/{table}/batch", post(queries::not_yet))
         .route(
             "/v1/subscription/{table}/{segment}/{subscriber}",

@@ -165,6 +165,47 @@ pub(crate) fn check_segments(p: &Params) -> Result<(), ApiError> {
     }
 }
 
+/// Reads `segments=` into selections: `*` is everyone, other names must be
+/// stored segments of the table. Absent: everyone.
+pub(crate) fn selections(
+    p: &Params,
+    schema: &store::schema::TableSchema,
+) -> Result<Vec<query::event::Selection>, ApiError> {
+    use query::event::Selection;
+    let Some(list) = p.get("segments") else {
+        return Ok(vec![Selection::Everyone]);
+    };
+    let names: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "query",
+            "general_error",
+            "no segment names specified",
+        ));
+    }
+    if names.len() > 32 {
+        return Err(ApiError::param("more than 32 segments in segments="));
+    }
+    names
+        .into_iter()
+        .map(|n| match n {
+            "*" => Ok(Selection::Everyone),
+            _ if schema.segments.contains_key(n) => Ok(Selection::Segment(n.to_string())),
+            _ => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "run_time",
+                "item not found",
+                format!("missing segment '{n}'"),
+            )),
+        })
+        .collect()
+}
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -182,10 +223,10 @@ pub async fn event(
         return Err(not_initialized());
     }
     let p = Params::parse(q.as_deref())?;
-    s.db.table(&table).map_err(ApiError::from_query)?;
+    let schema = s.db.table(&table).map_err(ApiError::from_query)?;
     let source = script_body(&s, &headers, body).await?;
     let debug = p.bool("debug", false)?;
-    check_segments(&p)?;
+    let segments = selections(&p, &schema)?;
     let descending = match p.get("order").map(str::to_ascii_lowercase).as_deref() {
         None | Some("desc") => true,
         Some("asc") => false,
@@ -211,6 +252,7 @@ pub async fn event(
         stamp_counts: p.bool("stamp_counts", false)?,
         now: now_ms(),
         prefilter: s.config.prefilter,
+        segments,
     };
     let answer = super::blocking(move || {
         query::event::event_query(&s.db, &table, &source, &query, debug)
@@ -280,8 +322,8 @@ pub async fn property(
         return Err(not_initialized());
     }
     let p = Params::parse(q.as_deref())?;
-    s.db.table(&table).map_err(ApiError::from_config)?;
-    check_segments(&p)?;
+    let schema = s.db.table(&table).map_err(ApiError::from_config)?;
+    let segments = selections(&p, &schema)?;
     let descending = match p.get("order").map(str::to_ascii_lowercase).as_deref() {
         None | Some("desc") => true,
         Some("asc") => false,
@@ -318,6 +360,7 @@ pub async fn property(
         descending,
         by_value,
         trim: p.int("trim")?.filter(|&t| t > 0).map(|t| t as usize),
+        segments,
     };
     let out = super::blocking(move || {
         query::property::property_query(&s.db, &table, &name, &pq)
@@ -325,4 +368,32 @@ pub async fn property(
     })
     .await?;
     Ok(Json(out))
+}
+
+pub async fn segment(
+    St(s): St<State>,
+    Path(table): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !s.db.is_initialized() {
+        return Err(not_initialized());
+    }
+    let p = Params::parse(q.as_deref())?;
+    s.db.table(&table).map_err(ApiError::from_query)?;
+    let source = script_body(&s, &headers, body).await?;
+    let debug = p.bool("debug", false)?;
+    let params = script_params(&p)?;
+    let answer = super::blocking(move || {
+        query::segment::segment_query(&s.db, &s.segments, &table, &source, &params, debug)
+            .map_err(ApiError::from_query_error)
+    })
+    .await?;
+    Ok(match answer {
+        query::segment::SegmentAnswer::Tree(v) => Json(v).into_response(),
+        query::segment::SegmentAnswer::Listing(text) => {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
+    })
 }

@@ -143,10 +143,23 @@ async fn drop_prop(
     require_init(&s)?;
     check_table(&table, "missing table name")?;
     let (t, n) = (table.clone(), name.clone());
-    super::blocking(move || s.db.drop_property(&t, &n).map_err(ApiError::from_config)).await?;
-    Ok(Json(
-        json!({ "message": "dropped", "table": table, key: name }),
-    ))
+    let dropped = super::blocking(move || {
+        s.db.drop_property(&t, &n).map_err(ApiError::from_config)?;
+        // Segments whose script names the property go with it (rest spec 3.8).
+        let schema = s.db.table(&t).map_err(ApiError::from_config)?;
+        let broken = s.segments.reload(&schema);
+        if !broken.is_empty() {
+            s.db.remove_segments(&t, &broken)
+                .map_err(ApiError::from_config)?;
+        }
+        Ok(broken)
+    })
+    .await?;
+    let mut out = json!({ "message": "dropped", "table": table, key: name });
+    if !dropped.is_empty() {
+        out["dropped_segments"] = json!(dropped);
+    }
+    Ok(Json(out))
 }
 
 pub async fn add_property(

@@ -1,0 +1,450 @@
+//! The histogram query (rest spec 5.6, OSL spec 12.1): compile once, run the
+//! program for every customer of every partition in parallel, turn each
+//! run's `return` value into a sample, count customers per (bucketed)
+//! sample, merge the per-worker histograms, then fill, sort and trim.
+//!
+//! With `foreach=<property>` the script runs once per customer for every
+//! distinct value the property has anywhere in the table (gathered from the
+//! partitions' indexes first, so the answer does not depend on how customers
+//! are spread over partitions), with `each_value` set to that value.
+
+use crate::event::Answer;
+use crate::view::{osl_schema, StoredCustomer};
+use crate::QueryError;
+use osl::{
+    histogram_sample, CompileError, CompileOptions, ErrorCode, GroupKey, Histogram,
+    HistogramOptions, Params, Pos, Program, RunContext, RunOutcome, RuntimeError, Sample,
+    ScriptKind, StoredValue, Value,
+};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use store::codec::ScalarRef;
+use store::index::EVENT_PROP;
+use store::ingest::fixed_to_double;
+use store::schema::{PropType, TableSchema};
+use store::Db;
+
+/// Smallest `bucket=` accepted: samples keep 4 decimals, so a finer grid
+/// cannot be represented.
+pub const MIN_BUCKET: f64 = 0.0001;
+
+/// Largest magnitude of `bucket=`, `min=` and `max=`: samples are kept as
+/// fixed point ×10,000 in 64 bits.
+pub const MAX_MAGNITUDE: f64 = 1e14;
+
+/// Most buckets a `min=`/`max=` pair may ask the fill to create.
+pub const MAX_FILL: f64 = 100_000.0;
+
+/// What the request asks beyond the script.
+#[derive(Clone, Debug)]
+pub struct HistogramQuery {
+    /// The `{name}` of the path: the root branch's group value.
+    pub name: String,
+    /// Script parameters (`str_`, `int_`, ...), typed.
+    pub params: Params,
+    /// `bucket=`: group samples into `floor(v / bucket) × bucket` and fill.
+    pub bucket: Option<f64>,
+    /// `min=`: lower end of the fill (needs `bucket`).
+    pub min: Option<f64>,
+    /// `max=`: upper end of the fill; samples at or above it fold into it (needs `bucket`).
+    pub max: Option<f64>,
+    /// `foreach=`: run once per value of this property, with `each_value` set.
+    pub foreach: Option<String>,
+    /// `order=desc` (default) or `asc`: the order of group values.
+    pub descending: bool,
+    /// `trim=`: keep the first N of every list.
+    pub trim: Option<usize>,
+    /// `session_time=`, ms; the table's setting when absent.
+    pub session_time: Option<i64>,
+    /// How many segments `segments=` lists (each one a count column:
+    /// `c`, `c2`, ...). Only `*` (every customer) exists today, so every
+    /// customer belongs to every listed segment.
+    pub segments: usize,
+    /// `now` for the whole request, epoch ms.
+    pub now: i64,
+}
+
+impl Default for HistogramQuery {
+    fn default() -> Self {
+        HistogramQuery {
+            name: String::new(),
+            params: Params::new(),
+            bucket: None,
+            min: None,
+            max: None,
+            foreach: None,
+            descending: true,
+            trim: None,
+            session_time: None,
+            segments: 1,
+            now: 0,
+        }
+    }
+}
+
+fn bad(detail: impl Into<String>) -> QueryError {
+    QueryError::Request {
+        detail: detail.into(),
+    }
+}
+
+/// Checks `bucket`, `min` and `max` (the server checks them too, with its
+/// own messages; this keeps the query safe for any caller).
+fn check_numbers(q: &HistogramQuery) -> Result<(), QueryError> {
+    let in_range = |v: f64| v.is_finite() && v.abs() <= MAX_MAGNITUDE;
+    if let Some(b) = q.bucket {
+        if !in_range(b) || b < MIN_BUCKET {
+            return Err(bad(format!(
+                "bucket must be a number from {MIN_BUCKET} to {MAX_MAGNITUDE}"
+            )));
+        }
+    }
+    for (name, v) in [("min", q.min), ("max", q.max)] {
+        if let Some(v) = v {
+            if q.bucket.is_none() {
+                return Err(bad(format!("{name} requires bucket")));
+            }
+            if !in_range(v) {
+                return Err(bad(format!(
+                    "{name} must be a number from -{MAX_MAGNITUDE} to {MAX_MAGNITUDE}"
+                )));
+            }
+        }
+    }
+    if let (Some(b), Some(lo), Some(hi)) = (q.bucket, q.min, q.max) {
+        if lo > hi {
+            return Err(bad("min must not be above max"));
+        }
+        if ((hi - (lo / b).floor() * b) / b) > MAX_FILL {
+            return Err(bad(format!(
+                "min, max and bucket would fill more than {MAX_FILL} buckets"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Compiles a histogram script against `table` (after `{{name}}` substitution).
+pub fn compile(schema: &TableSchema, source: &str, params: &Params) -> Result<Program, QueryError> {
+    let text = osl::substitute_templates(source, params).map_err(QueryError::Compile)?;
+    osl::compile_with(
+        &text,
+        &osl_schema(schema),
+        params,
+        &CompileOptions {
+            kind: ScriptKind::Histogram,
+            ..CompileOptions::default()
+        },
+    )
+    .map_err(QueryError::Compile)
+}
+
+/// The property `foreach=` names: its index id and type.
+fn foreach_property(schema: &TableSchema, name: &str) -> Result<(u32, PropType), QueryError> {
+    match name {
+        "event" => Ok((EVENT_PROP, PropType::Text)),
+        "stamp" | "stamp_iso" | "id" | "session" => Err(bad(format!(
+            "foreach cannot use the built-in property '{name}'"
+        ))),
+        _ => schema
+            .property(name)
+            .map(|p| (p.id, p.kind))
+            .ok_or_else(|| QueryError::MissingForeach(name.to_string())),
+    }
+}
+
+/// One `foreach` value: its group key in the answer and its `each_value`.
+fn foreach_value(
+    kind: PropType,
+    raw: u64,
+    dict: &store::partition::Dictionary,
+) -> (GroupKey, Value) {
+    match kind {
+        PropType::Int => (GroupKey::Int(raw as i64), Value::Int(raw as i64)),
+        PropType::Double => (
+            GroupKey::Float(raw as i64),
+            Value::Float(fixed_to_double(raw as i64)),
+        ),
+        PropType::Bool => (GroupKey::Bool(raw != 0), Value::Bool(raw != 0)),
+        PropType::Text => {
+            let text = dict.text(raw as u32);
+            (GroupKey::Text(Arc::from(text)), Value::text(text))
+        }
+    }
+}
+
+/// Every distinct value of `prop` in the table, in group-key order (so runs
+/// and their writes happen in the same order whatever the partition count).
+fn foreach_values(
+    db: &Db,
+    schema: &TableSchema,
+    prop: u32,
+    kind: PropType,
+) -> Result<Vec<(GroupKey, Value)>, QueryError> {
+    let engine = db.engine()?;
+    let mut seen: HashMap<GroupKey, Value> = HashMap::new();
+    for p in 0..engine.partition_count() {
+        let part = engine.read(p);
+        let Some(tp) = part.tables.get(&schema.uid) else {
+            continue;
+        };
+        for (raw, customers) in tp.index.values(prop) {
+            if customers.is_empty() {
+                continue;
+            }
+            let (key, value) = foreach_value(kind, raw, &tp.dict);
+            seen.entry(key).or_insert(value);
+        }
+    }
+    let mut values: Vec<(GroupKey, Value)> = seen.into_iter().collect();
+    values.sort_by(|a, b| a.0.order(&b.0));
+    Ok(values)
+}
+
+/// Runs a histogram query; with `debug` only compiles and lists the program.
+pub fn histogram_query(
+    db: &Db,
+    table: &str,
+    source: &str,
+    q: &HistogramQuery,
+    debug: bool,
+) -> Result<Answer, QueryError> {
+    check_numbers(q)?;
+    let schema = db.table(table)?;
+    let program = compile(&schema, source, &q.params)?;
+    let foreach = match q.foreach.as_deref() {
+        None => None,
+        Some(name) => {
+            let prop = foreach_property(&schema, name)?;
+            if !program.uses_each_value() {
+                return Err(QueryError::Compile(CompileError::new(
+                    ErrorCode::SyntaxError,
+                    "'foreach' specified in query, but the 'each_value' variable was not found in the script.",
+                    Pos::default(),
+                )));
+            }
+            Some(prop)
+        }
+    };
+    if debug {
+        return Ok(Answer::Listing(program.debug_listing()));
+    }
+    let base = RunContext {
+        now: q.now,
+        session_time: q.session_time.unwrap_or(schema.settings.session_time),
+        ..RunContext::default()
+    };
+    // One context (and group key) per run of a customer.
+    let runs: Vec<(Option<GroupKey>, RunContext)> = match foreach {
+        None => vec![(None, base)],
+        Some((prop, kind)) => foreach_values(db, &schema, prop, kind)?
+            .into_iter()
+            .map(|(key, value)| {
+                (
+                    Some(key),
+                    RunContext {
+                        each_value: value,
+                        ..base.clone()
+                    },
+                )
+            })
+            .collect(),
+    };
+    let opts = HistogramOptions {
+        name: q.name.clone(),
+        bucket: q.bucket,
+        min: q.min,
+        max: q.max,
+        descending: q.descending,
+        trim: q.trim,
+    };
+    let hist = run_all(db, &schema, &program, &runs, &opts, q.segments.max(1))?;
+    Ok(Answer::Tree(hist.render()))
+}
+
+/// Customer-property writes of the runs, ready for the store.
+type Writes = Vec<store::db::CustomerWrites<'static>>;
+
+fn collect_writes(c: &store::partition::Customer, outcome: RunOutcome, into: &mut Writes) {
+    if outcome.writes.is_empty() {
+        return;
+    }
+    let props = outcome
+        .writes
+        .into_iter()
+        .map(|w| {
+            let values = w
+                .values
+                .into_iter()
+                .map(|v| match v {
+                    StoredValue::Num(n) => ScalarRef::Num(n),
+                    StoredValue::Text(t) => ScalarRef::Text(Cow::Owned(t)),
+                })
+                .collect();
+            (w.prop, values)
+        })
+        .collect();
+    into.push((c.key.clone(), props));
+}
+
+/// The run-time fault of a return value that is not a number (OSL spec 12.1, D66).
+fn sample_error(detail: String) -> RuntimeError {
+    RuntimeError {
+        code: ErrorCode::RunTimeExceptionTriggered,
+        detail,
+        line: 0,
+        column: 0,
+        additional: String::new(),
+        section: None,
+    }
+}
+
+/// Runs every customer of one partition through `runs`, adding its samples
+/// to `hist` and its customer-property writes to `writes`.
+fn run_partition(
+    tp: &store::partition::TablePartition,
+    program: &Program,
+    runs: &[(Option<GroupKey>, RunContext)],
+    segments: usize,
+    hist: &mut Histogram,
+    writes: &mut Writes,
+) -> Result<(), RuntimeError> {
+    let mut state = program.new_state();
+    // Histogram scripts cannot push (a compile error), so this stays empty.
+    let mut scratch = program.new_tree(1);
+    let mut samples: Vec<(Option<GroupKey>, Sample)> = Vec::with_capacity(runs.len());
+    for (ci, c) in tp.customers.iter().enumerate() {
+        let view = StoredCustomer {
+            customer: c,
+            index: ci as u32,
+            dict: &tp.dict,
+            segments: &tp.segments,
+        };
+        samples.clear();
+        for (key, ctx) in runs {
+            let mut outcome = program.run(&view, ctx, &mut state, &mut scratch)?;
+            let value = std::mem::take(&mut outcome.value);
+            if let Some(s) = histogram_sample(&value).map_err(sample_error)? {
+                samples.push((key.clone(), s));
+            }
+            collect_writes(c, outcome, writes);
+        }
+        // Every listed segment is `*` today, so the customer is in each;
+        // segment membership is checked here once named segments exist.
+        for seg in 0..segments {
+            hist.add_customer(seg, &samples);
+        }
+    }
+    Ok(())
+}
+
+/// Runs `program` over every customer of the table, partitions in parallel
+/// (workers take partitions one at a time under the partition's read
+/// lock), and returns the merged histogram. The first runtime error aborts
+/// everything and nothing is written; otherwise customer-property writes
+/// of the runs are committed through the log before the answer.
+fn run_all(
+    db: &Db,
+    schema: &TableSchema,
+    program: &Program,
+    runs: &[(Option<GroupKey>, RunContext)],
+    opts: &HistogramOptions,
+    segments: usize,
+) -> Result<Histogram, QueryError> {
+    let engine = db.engine()?;
+    let partitions = engine.partition_count() as usize;
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Option<QueryError>> = Mutex::new(None);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(partitions)
+        .max(1);
+    let results: Vec<(Histogram, Writes)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut hist = Histogram::new(opts.clone(), segments);
+                    let mut writes = Writes::new();
+                    loop {
+                        let p = next.fetch_add(1, Ordering::Relaxed);
+                        if p >= partitions || failed.lock().map(|f| f.is_some()).unwrap_or(true) {
+                            break;
+                        }
+                        let part = engine.read(p as u32);
+                        let Some(tp) = part.tables.get(&schema.uid) else {
+                            continue;
+                        };
+                        if let Err(e) =
+                            run_partition(tp, program, runs, segments, &mut hist, &mut writes)
+                        {
+                            if let Ok(mut f) = failed.lock() {
+                                f.get_or_insert(QueryError::Runtime(e));
+                            }
+                            break;
+                        }
+                    }
+                    (hist, writes)
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    if let Some(e) = failed.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    if results.len() != workers {
+        return Err(QueryError::Store(store::StoreError::Unavailable(
+            "a query worker failed".into(),
+        )));
+    }
+    let mut merged = Histogram::new(opts.clone(), segments);
+    let mut all_writes = Writes::new();
+    for (h, w) in results {
+        merged.merge(h);
+        all_writes.extend(w);
+    }
+    db.write_customer_properties(&schema.name, &all_writes)?;
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(bucket: Option<f64>, min: Option<f64>, max: Option<f64>) -> HistogramQuery {
+        HistogramQuery {
+            bucket,
+            min,
+            max,
+            ..HistogramQuery::default()
+        }
+    }
+
+    #[test]
+    fn number_checks() {
+        assert!(check_numbers(&q(None, None, None)).is_ok());
+        assert!(check_numbers(&q(Some(10.0), Some(-5.0), Some(50.0))).is_ok());
+        assert!(check_numbers(&q(Some(0.0), None, None)).is_err());
+        assert!(check_numbers(&q(Some(-1.0), None, None)).is_err());
+        assert!(check_numbers(&q(Some(f64::NAN), None, None)).is_err());
+        assert!(check_numbers(&q(None, Some(1.0), None)).is_err());
+        assert!(check_numbers(&q(None, None, Some(1.0))).is_err());
+        assert!(check_numbers(&q(Some(1.0), Some(5.0), Some(1.0))).is_err());
+        assert!(check_numbers(&q(Some(0.001), Some(0.0), Some(1e6))).is_err());
+        assert!(check_numbers(&q(Some(1.0), Some(1e15), None)).is_err());
+    }
+
+    #[test]
+    fn non_numeric_sample_is_a_runtime_fault() {
+        let e = histogram_sample(&Value::text("x")).map_err(sample_error);
+        assert!(matches!(
+            e,
+            Err(RuntimeError {
+                code: ErrorCode::RunTimeExceptionTriggered,
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,444 @@
+//! Segments (rest spec 5.3, OSL spec 11): named customer sets defined by a
+//! script, stored as a bitmap per partition, computed on request, refreshed
+//! in the background, and kept current on insert for `on_insert` segments.
+//!
+//! Memberships are derived state: they depend on `now`, so they are not in
+//! the partition log. Definitions are durable (catalog); memberships are
+//! recomputed at start-up.
+
+use crate::event::collect_writes;
+use crate::view::{osl_schema, StoredCustomer};
+use crate::QueryError;
+use osl::{CompileOptions, Params, Program, RunContext, ScriptKind, SectionKind, SegmentFlags};
+use roaring::RoaringBitmap;
+use rustc_hash::FxHashMap;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use store::db::ApplyObserver;
+use store::partition::PartitionState;
+use store::schema::{valid_segment_name, SegmentDef, TableSchema};
+use store::Db;
+
+/// A segment definition with its compiled program.
+pub struct CompiledSegment {
+    /// The stored definition.
+    pub def: SegmentDef,
+    /// The program.
+    pub program: Program,
+}
+
+/// Compiled segments per table and when each was last computed.
+#[derive(Default)]
+pub struct SegmentRegistry {
+    compiled: RwLock<FxHashMap<u64, Arc<Vec<CompiledSegment>>>>,
+    computed_at: Mutex<FxHashMap<(u64, String), i64>>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Script parameters stored with a definition, back as OSL values.
+fn params_of(def: &SegmentDef) -> Params {
+    let mut p = Params::new();
+    for (k, v) in &def.params {
+        let value = match v {
+            Value::Bool(b) => osl::Value::Bool(*b),
+            Value::Number(n) if n.is_i64() => osl::Value::Int(n.as_i64().unwrap_or(0)),
+            Value::Number(n) => osl::Value::Float(n.as_f64().unwrap_or(0.0)),
+            Value::String(s) => osl::Value::text(s),
+            _ => continue,
+        };
+        p.insert(k, value);
+    }
+    p
+}
+
+/// The stored form of script parameters.
+pub fn params_json(params: &Params) -> serde_json::Map<String, Value> {
+    params
+        .iter()
+        .filter_map(|(k, v)| {
+            let j = match v {
+                osl::Value::Bool(b) => json!(b),
+                osl::Value::Int(i) => json!(i),
+                osl::Value::Float(f) => json!(f),
+                osl::Value::Text(t) => json!(&**t),
+                _ => return None,
+            };
+            Some((k.to_string(), j))
+        })
+        .collect()
+}
+
+fn compile_def(schema: &TableSchema, def: &SegmentDef) -> Result<Program, QueryError> {
+    let opts = CompileOptions {
+        kind: ScriptKind::Segment,
+        line_offset: def.header_line,
+        section: Some(def.name.clone()),
+    };
+    osl::compile_with(&def.source, &osl_schema(schema), &params_of(def), &opts)
+        .map_err(QueryError::Compile)
+}
+
+/// Definitions in evaluation order: ascending `z_index`, then definition order.
+fn ordered(schema: &TableSchema) -> Vec<SegmentDef> {
+    let mut defs: Vec<SegmentDef> = schema.segments.values().cloned().collect();
+    defs.sort_by_key(|d| (d.z_index, d.seq));
+    defs
+}
+
+impl SegmentRegistry {
+    /// A new, empty registry.
+    pub fn new() -> Arc<SegmentRegistry> {
+        Arc::new(SegmentRegistry::default())
+    }
+
+    /// Compiles the table's stored definitions; a definition that no longer
+    /// compiles (its property was dropped) is returned by name and skipped.
+    pub fn reload(&self, schema: &TableSchema) -> Vec<String> {
+        let mut ok = Vec::new();
+        let mut broken = Vec::new();
+        for def in ordered(schema) {
+            match compile_def(schema, &def) {
+                Ok(program) => ok.push(CompiledSegment { def, program }),
+                Err(_) => broken.push(def.name),
+            }
+        }
+        if let Ok(mut c) = self.compiled.write() {
+            c.insert(schema.uid, Arc::new(ok));
+        }
+        broken
+    }
+
+    fn segments_of(&self, uid: u64) -> Option<Arc<Vec<CompiledSegment>>> {
+        self.compiled.read().ok()?.get(&uid).cloned()
+    }
+
+    fn computed_at(&self, uid: u64, name: &str) -> Option<i64> {
+        self.computed_at
+            .lock()
+            .ok()?
+            .get(&(uid, name.to_string()))
+            .copied()
+    }
+
+    /// Evaluates the named segments of `table` (in z order) over every
+    /// customer and stores their memberships; returns each one's size.
+    pub fn evaluate(
+        &self,
+        db: &Db,
+        table: &str,
+        names: &[String],
+    ) -> Result<Vec<(String, u64)>, QueryError> {
+        let schema = db.table(table)?;
+        let compiled = self.segments_of(schema.uid).unwrap_or_default();
+        let mut out = Vec::new();
+        for seg in compiled.iter().filter(|s| names.contains(&s.def.name)) {
+            let size = self.compute(db, &schema, seg)?;
+            out.push((seg.def.name.clone(), size));
+        }
+        Ok(out)
+    }
+
+    fn compute(
+        &self,
+        db: &Db,
+        schema: &TableSchema,
+        seg: &CompiledSegment,
+    ) -> Result<u64, QueryError> {
+        let engine = db.engine()?;
+        let n = engine.partition_count() as usize;
+        let ctx = RunContext {
+            now: now_ms(),
+            session_time: schema.settings.session_time,
+            ..RunContext::default()
+        };
+        let next = AtomicUsize::new(0);
+        let failed: Mutex<Option<QueryError>> = Mutex::new(None);
+        let writes = Mutex::new(Vec::new());
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |c| c.get())
+            .min(n)
+            .max(1);
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let p = next.fetch_add(1, Ordering::Relaxed);
+                    if p >= n {
+                        break;
+                    }
+                    let mut local_writes = Vec::new();
+                    let members = {
+                        let part = engine.read(p as u32);
+                        let Some(tp) = part.tables.get(&schema.uid) else {
+                            continue;
+                        };
+                        let mut state = seg.program.new_state();
+                        let mut tree = seg.program.new_tree(1);
+                        let mut members = RoaringBitmap::new();
+                        for ci in 0..tp.customers.len() as u32 {
+                            let Some(view) = StoredCustomer::of(tp, ci) else {
+                                continue;
+                            };
+                            match seg.program.run(&view, &ctx, &mut state, &mut tree) {
+                                Ok(outcome) => {
+                                    if outcome.is_member() {
+                                        members.insert(ci);
+                                    }
+                                    collect_writes(view.customer, outcome, &mut local_writes);
+                                }
+                                Err(e) => {
+                                    if let Ok(mut f) = failed.lock() {
+                                        f.get_or_insert(QueryError::Runtime(e));
+                                    }
+                                    return;
+                                }
+                            }
+                        }
+                        members
+                    };
+                    if let Some(tp) = engine.write(p as u32).tables.get_mut(&schema.uid) {
+                        tp.segments.insert(seg.def.name.clone(), members);
+                    }
+                    if let Ok(mut w) = writes.lock() {
+                        w.extend(local_writes);
+                    }
+                });
+            }
+        });
+        if let Some(e) = failed.into_inner().ok().flatten() {
+            return Err(e);
+        }
+        db.write_customer_properties(&schema.name, &writes.into_inner().unwrap_or_default())?;
+        if let Ok(mut c) = self.computed_at.lock() {
+            c.insert((schema.uid, seg.def.name.clone()), ctx.now);
+        }
+        Ok(size_of(db, schema.uid, &seg.def.name))
+    }
+
+    /// Recomputes every stored segment of every table (at start-up).
+    pub fn recompute_all(&self, db: &Db) -> Result<(), QueryError> {
+        for (name, schema) in db.catalog().tables.iter() {
+            let broken = self.reload(schema);
+            if !broken.is_empty() {
+                tracing_warn(&format!(
+                    "table {name}: segments {broken:?} no longer compile; skipped"
+                ));
+            }
+            let names: Vec<String> = schema.segments.keys().cloned().collect();
+            self.evaluate(db, name, &names)?;
+        }
+        Ok(())
+    }
+
+    /// Recomputes segments whose `refresh` period has passed.
+    pub fn refresh_due(&self, db: &Db) {
+        let now = now_ms();
+        for (name, schema) in db.catalog().tables.iter() {
+            let due: Vec<String> = ordered(schema)
+                .into_iter()
+                .filter(|d| {
+                    d.refresh_ms.is_some_and(|r| {
+                        self.computed_at(schema.uid, &d.name)
+                            .is_none_or(|t| now - t >= r)
+                    })
+                })
+                .map(|d| d.name)
+                .collect();
+            if !due.is_empty() {
+                if let Err(e) = self.evaluate(db, name, &due) {
+                    tracing_warn(&format!("refreshing segments of {name} failed: {e:?}"));
+                }
+            }
+        }
+    }
+}
+
+fn tracing_warn(msg: &str) {
+    eprintln!("openset: warning: {msg}");
+}
+
+/// Members of a segment over all partitions.
+pub fn size_of(db: &Db, uid: u64, name: &str) -> u64 {
+    let Ok(engine) = db.engine() else { return 0 };
+    (0..engine.partition_count())
+        .map(|p| {
+            engine
+                .read(p)
+                .tables
+                .get(&uid)
+                .and_then(|t| t.segments.get(name))
+                .map_or(0, |b| b.len())
+        })
+        .sum()
+}
+
+impl ApplyObserver for SegmentRegistry {
+    fn applied(&self, _partition: u32, state: &mut PartitionState, touched: &[(u64, u32)]) {
+        let mut i = 0;
+        while i < touched.len() {
+            let uid = touched[i].0;
+            let end = i + touched[i..].iter().take_while(|t| t.0 == uid).count();
+            let customers = &touched[i..end];
+            i = end;
+            let Some(compiled) = self.segments_of(uid) else {
+                continue;
+            };
+            let Some(tp) = state.tables.get_mut(&uid) else {
+                continue;
+            };
+            for seg in compiled.iter().filter(|s| s.def.on_insert) {
+                let ctx = RunContext {
+                    now: now_ms(),
+                    ..RunContext::default()
+                };
+                let mut state = seg.program.new_state();
+                let mut tree = seg.program.new_tree(1);
+                let mut enter = Vec::new();
+                let mut leave = Vec::new();
+                for &(_, ci) in customers {
+                    let Some(view) = StoredCustomer::of(tp, ci) else {
+                        continue;
+                    };
+                    // A run-time fault leaves the customer out, as a false return would.
+                    let member = seg
+                        .program
+                        .run(&view, &ctx, &mut state, &mut tree)
+                        .is_ok_and(|o| o.is_member());
+                    if member {
+                        enter.push(ci)
+                    } else {
+                        leave.push(ci)
+                    }
+                }
+                let bitmap = tp.segments.entry(seg.def.name.clone()).or_default();
+                for ci in enter {
+                    bitmap.insert(ci);
+                }
+                for ci in leave {
+                    bitmap.remove(ci);
+                }
+            }
+        }
+    }
+}
+
+/// The answer of the segment endpoint.
+pub enum SegmentAnswer {
+    /// Sizes as a result tree.
+    Tree(Value),
+    /// `debug=true`: the compiled programs.
+    Listing(String),
+}
+
+/// `POST /v1/query/{table}/segment`: compiles every `@segment` section,
+/// stores the definitions, evaluates them (or answers from the cache) and
+/// returns their sizes.
+pub fn segment_query(
+    db: &Db,
+    registry: &SegmentRegistry,
+    table: &str,
+    body: &str,
+    params: &Params,
+    debug: bool,
+) -> Result<SegmentAnswer, QueryError> {
+    let schema = db.table(table)?;
+    let text = osl::substitute_templates(body, params).map_err(QueryError::Compile)?;
+    let no_sections = || QueryError::Request {
+        detail: "no @segment sections could be found".into(),
+    };
+    if !text.lines().any(|l| l.trim_start().starts_with("@segment")) {
+        return Err(no_sections());
+    }
+    let sections = osl::parse_sections(&text).map_err(QueryError::Compile)?;
+    let sections: Vec<_> = sections
+        .into_iter()
+        .filter(|s| s.kind == SectionKind::Segment)
+        .collect();
+    if sections.is_empty() {
+        return Err(no_sections());
+    }
+    let mut defs = Vec::new();
+    let mut listing = String::new();
+    for s in &sections {
+        if !valid_segment_name(&s.name) {
+            return Err(QueryError::Request {
+                detail: format!("bad segment name '{}'", s.name),
+            });
+        }
+        if defs.iter().any(|d: &SegmentDef| d.name == s.name) {
+            return Err(QueryError::Request {
+                detail: format!("segment '{}' is defined twice", s.name),
+            });
+        }
+        let flags =
+            SegmentFlags::parse(&s.flags).map_err(|detail| QueryError::Request { detail })?;
+        let def = SegmentDef {
+            name: s.name.clone(),
+            source: s.body.clone(),
+            params: params_json(params),
+            header_line: s.header_line,
+            refresh_ms: flags.refresh,
+            ttl_ms: flags.ttl,
+            use_cached: flags.use_cached,
+            on_insert: flags.on_insert,
+            z_index: flags.z_index,
+            seq: 0,
+        };
+        let program = compile_def(&schema, &def)?;
+        if debug {
+            listing.push_str(&format!(
+                "@segment {}\n{}\n",
+                def.name,
+                program.debug_listing()
+            ));
+        }
+        defs.push(def);
+    }
+    if debug {
+        return Ok(SegmentAnswer::Listing(listing));
+    }
+    // A cached result answers when the definition is unchanged and younger than `refresh`.
+    let now = now_ms();
+    let cached: Vec<String> = defs
+        .iter()
+        .filter(|d| {
+            d.use_cached
+                && schema.segments.get(&d.name).is_some_and(|old| {
+                    SegmentDef {
+                        seq: 0,
+                        ..old.clone()
+                    } == **d
+                })
+                && d.refresh_ms.is_some_and(|r| {
+                    registry
+                        .computed_at(schema.uid, &d.name)
+                        .is_some_and(|t| now - t < r)
+                })
+        })
+        .map(|d| d.name.clone())
+        .collect();
+    let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
+    let stored = db.define_segments(table, defs)?;
+    registry.reload(&stored);
+    let to_compute: Vec<String> = names
+        .iter()
+        .filter(|n| !cached.contains(n))
+        .cloned()
+        .collect();
+    registry.evaluate(db, table, &to_compute)?;
+    let mut sizes: Vec<(String, u64)> = names
+        .iter()
+        .map(|n| (n.clone(), size_of(db, stored.uid, n)))
+        .collect();
+    sizes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let branches: Vec<Value> = sizes
+        .iter()
+        .map(|(n, c)| json!({"g": n, "c": [c]}))
+        .collect();
+    Ok(SegmentAnswer::Tree(json!({ "_": branches })))
+}
