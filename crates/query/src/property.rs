@@ -51,6 +51,101 @@ pub struct PropertyQuery {
     pub segments: Vec<crate::event::Selection>,
 }
 
+impl PropertyQuery {
+    /// Reads a property query's parameters (URL parameters, or a batch
+    /// section's `key=value` pairs): at most one filter of gt, gte, lt, lte,
+    /// eq, between (+ and), rx, sub; `bucket`, `order`, `sort=group`, `trim`.
+    pub fn from_params(
+        get: &dyn Fn(&str) -> Option<String>,
+        segments: Vec<crate::event::Selection>,
+    ) -> Result<PropertyQuery, QueryError> {
+        let descending = match get("order").map(|o| o.to_ascii_lowercase()).as_deref() {
+            None | Some("desc") => true,
+            Some("asc") => false,
+            Some(other) => return Err(bad(format!("order must be asc or desc; got '{other}'"))),
+        };
+        let by_value = match get("sort").as_deref() {
+            None => false,
+            Some("group") => true,
+            Some(other) => {
+                return Err(bad(format!(
+                    "sort must be 'group' for a property query; got '{other}'"
+                )))
+            }
+        };
+        let bucket = match get("bucket") {
+            None => None,
+            Some(b) => Some(
+                b.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|b| b.is_finite() && *b > 0.0)
+                    .ok_or_else(|| bad(format!("bucket must be a number above 0; got '{b}'")))?,
+            ),
+        };
+        let trim = match get("trim") {
+            None => None,
+            Some(t) => {
+                let n: i64 = t
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad(format!("trim must be an integer; got '{t}'")))?;
+                (n > 0).then_some(n as usize)
+            }
+        };
+        Ok(PropertyQuery {
+            filter: filter_of(get)?,
+            bucket,
+            descending,
+            by_value,
+            trim,
+            segments,
+        })
+    }
+}
+
+fn filter_of(get: &dyn Fn(&str) -> Option<String>) -> Result<Filter, QueryError> {
+    let given: Vec<&str> = ["gt", "gte", "lt", "lte", "eq", "between", "rx", "sub"]
+        .into_iter()
+        .filter(|k| get(k).is_some())
+        .collect();
+    if given.len() > 1 {
+        return Err(bad("only one filter may be given"));
+    }
+    let Some(&kind) = given.first() else {
+        return Ok(Filter::All);
+    };
+    let raw = get(kind).unwrap_or_default();
+    if raw.is_empty() {
+        return Err(bad("property filter requires a value"));
+    }
+    let number = |v: &str| {
+        v.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| bad(format!("filter value '{v}' is not a number")))
+    };
+    Ok(match kind {
+        "gt" => Filter::Gt(number(&raw)?),
+        "gte" => Filter::Gte(number(&raw)?),
+        "lt" => Filter::Lt(number(&raw)?),
+        "lte" => Filter::Lte(number(&raw)?),
+        "between" => {
+            let and = get("and")
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| bad("property query using 'between' requires an 'and' param"))?;
+            Filter::Between(number(&raw)?, number(&and)?)
+        }
+        "eq" => Filter::Eq(raw),
+        "rx" => Filter::Rx(
+            regex::Regex::new(&raw)
+                .map_err(|_| bad(format!("could not compile regular express: {raw}")))?,
+        ),
+        _ => Filter::Sub(raw),
+    })
+}
+
 /// A value as the answer shows it (the merge key across partitions).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Key {

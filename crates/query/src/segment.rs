@@ -9,7 +9,9 @@
 use crate::event::collect_writes;
 use crate::view::{osl_schema, StoredCustomer};
 use crate::QueryError;
-use osl::{CompileOptions, Params, Program, RunContext, ScriptKind, SectionKind, SegmentFlags};
+use osl::{
+    CompileOptions, Params, Program, RunContext, ScriptKind, Section, SectionKind, SegmentFlags,
+};
 use roaring::RoaringBitmap;
 use rustc_hash::FxHashMap;
 use serde_json::{json, Value};
@@ -346,7 +348,6 @@ pub fn segment_query(
     params: &Params,
     debug: bool,
 ) -> Result<SegmentAnswer, QueryError> {
-    let schema = db.table(table)?;
     let text = osl::substitute_templates(body, params).map_err(QueryError::Compile)?;
     let no_sections = || QueryError::Request {
         detail: "no @segment sections could be found".into(),
@@ -355,22 +356,55 @@ pub fn segment_query(
         return Err(no_sections());
     }
     let sections = osl::parse_sections(&text).map_err(QueryError::Compile)?;
-    let sections: Vec<_> = sections
+    let sections: Vec<Section> = sections
         .into_iter()
         .filter(|s| s.kind == SectionKind::Segment)
         .collect();
     if sections.is_empty() {
         return Err(no_sections());
     }
-    let mut defs = Vec::new();
-    let mut listing = String::new();
-    for s in &sections {
+    let prepared = prepare(db, table, &sections, params)?;
+    if debug {
+        return Ok(SegmentAnswer::Listing(listing(&prepared)));
+    }
+    let mut sizes = define_and_evaluate(db, registry, table, prepared)?;
+    sizes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let branches: Vec<Value> = sizes
+        .iter()
+        .map(|(n, c)| json!({"g": n, "c": [c]}))
+        .collect();
+    Ok(SegmentAnswer::Tree(json!({ "_": branches })))
+}
+
+/// Segment sections checked and compiled, ready to store.
+pub struct Prepared {
+    defs: Vec<(SegmentDef, Program)>,
+}
+
+/// The readable listing of prepared segments (`debug=true`).
+pub fn listing(p: &Prepared) -> String {
+    p.defs
+        .iter()
+        .map(|(d, prog)| format!("@segment {}\n{}\n", d.name, prog.debug_listing()))
+        .collect()
+}
+
+/// Checks names and flags and compiles every `@segment` section; nothing is stored.
+pub fn prepare(
+    db: &Db,
+    table: &str,
+    sections: &[Section],
+    params: &Params,
+) -> Result<Prepared, QueryError> {
+    let schema = db.table(table)?;
+    let mut defs: Vec<(SegmentDef, Program)> = Vec::new();
+    for s in sections.iter().filter(|s| s.kind == SectionKind::Segment) {
         if !valid_segment_name(&s.name) {
             return Err(QueryError::Request {
                 detail: format!("bad segment name '{}'", s.name),
             });
         }
-        if defs.iter().any(|d: &SegmentDef| d.name == s.name) {
+        if defs.iter().any(|(d, _)| d.name == s.name) {
             return Err(QueryError::Request {
                 detail: format!("segment '{}' is defined twice", s.name),
             });
@@ -390,22 +424,29 @@ pub fn segment_query(
             seq: 0,
         };
         let program = compile_def(&schema, &def)?;
-        if debug {
-            listing.push_str(&format!(
-                "@segment {}\n{}\n",
-                def.name,
-                program.debug_listing()
-            ));
-        }
-        defs.push(def);
+        defs.push((def, program));
     }
-    if debug {
-        return Ok(SegmentAnswer::Listing(listing));
+    Ok(Prepared { defs })
+}
+
+/// Stores prepared definitions and evaluates them in z order (answering
+/// `use_cached` ones from the store when fresh); returns each one's size.
+pub fn define_and_evaluate(
+    db: &Db,
+    registry: &SegmentRegistry,
+    table: &str,
+    prepared: Prepared,
+) -> Result<Vec<(String, u64)>, QueryError> {
+    if prepared.defs.is_empty() {
+        return Ok(Vec::new());
     }
-    // A cached result answers when the definition is unchanged and younger than `refresh`.
+    let schema = db.table(table)?;
     let now = now_ms();
-    let cached: Vec<String> = defs
+    // A cached result answers when the definition is unchanged and younger than `refresh`.
+    let cached: Vec<String> = prepared
+        .defs
         .iter()
+        .map(|(d, _)| d)
         .filter(|d| {
             d.use_cached
                 && schema.segments.get(&d.name).is_some_and(|old| {
@@ -422,8 +463,8 @@ pub fn segment_query(
         })
         .map(|d| d.name.clone())
         .collect();
-    let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
-    let stored = db.define_segments(table, defs)?;
+    let names: Vec<String> = prepared.defs.iter().map(|(d, _)| d.name.clone()).collect();
+    let stored = db.define_segments(table, prepared.defs.into_iter().map(|(d, _)| d).collect())?;
     registry.reload(&stored);
     let to_compute: Vec<String> = names
         .iter()
@@ -431,14 +472,8 @@ pub fn segment_query(
         .cloned()
         .collect();
     registry.evaluate(db, table, &to_compute)?;
-    let mut sizes: Vec<(String, u64)> = names
+    Ok(names
         .iter()
         .map(|n| (n.clone(), size_of(db, stored.uid, n)))
-        .collect();
-    sizes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let branches: Vec<Value> = sizes
-        .iter()
-        .map(|(n, c)| json!({"g": n, "c": [c]}))
-        .collect();
-    Ok(SegmentAnswer::Tree(json!({ "_": branches })))
+        .collect())
 }

@@ -267,52 +267,6 @@ pub async fn event(
     })
 }
 
-/// Reads the property query's filter: at most one of gt, gte, lt, lte, eq,
-/// between (+ and), rx, sub.
-fn property_filter(p: &Params) -> Result<query::property::Filter, ApiError> {
-    use query::property::Filter;
-    let syntax = |d: String| ApiError::new(StatusCode::BAD_REQUEST, "query", "syntax_error", d);
-    let given: Vec<&str> = ["gt", "gte", "lt", "lte", "eq", "between", "rx", "sub"]
-        .into_iter()
-        .filter(|k| p.get(k).is_some())
-        .collect();
-    if given.len() > 1 {
-        return Err(syntax("only one filter may be given".into()));
-    }
-    let Some(&kind) = given.first() else {
-        return Ok(Filter::All);
-    };
-    let raw = p.get(kind).unwrap_or_default();
-    if raw.is_empty() {
-        return Err(syntax("property filter requires a value".into()));
-    }
-    let number = |v: &str| {
-        v.trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|f| f.is_finite())
-            .ok_or_else(|| syntax(format!("filter value '{v}' is not a number")))
-    };
-    Ok(match kind {
-        "gt" => Filter::Gt(number(raw)?),
-        "gte" => Filter::Gte(number(raw)?),
-        "lt" => Filter::Lt(number(raw)?),
-        "lte" => Filter::Lte(number(raw)?),
-        "between" => {
-            let and = p.get("and").filter(|a| !a.is_empty()).ok_or_else(|| {
-                syntax("property query using 'between' requires an 'and' param".into())
-            })?;
-            Filter::Between(number(raw)?, number(and)?)
-        }
-        "eq" => Filter::Eq(raw.to_string()),
-        "rx" => Filter::Rx(
-            regex::Regex::new(raw)
-                .map_err(|_| syntax(format!("could not compile regular express: {raw}")))?,
-        ),
-        _ => Filter::Sub(raw.to_string()),
-    })
-}
-
 pub async fn property(
     St(s): St<State>,
     Path((table, name)): Path<(String, String)>,
@@ -324,44 +278,9 @@ pub async fn property(
     let p = Params::parse(q.as_deref())?;
     let schema = s.db.table(&table).map_err(ApiError::from_config)?;
     let segments = selections(&p, &schema)?;
-    let descending = match p.get("order").map(str::to_ascii_lowercase).as_deref() {
-        None | Some("desc") => true,
-        Some("asc") => false,
-        Some(other) => {
-            return Err(ApiError::param(format!(
-                "order must be asc or desc; got '{other}'"
-            )))
-        }
-    };
-    let by_value = match p.get("sort") {
-        None => false,
-        Some("group") => true,
-        Some(other) => {
-            return Err(ApiError::param(format!(
-                "sort must be 'group' for a property query; got '{other}'"
-            )))
-        }
-    };
-    let bucket = match p.get("bucket") {
-        None => None,
-        Some(b) => Some(
-            b.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|b| b.is_finite() && *b > 0.0)
-                .ok_or_else(|| {
-                    ApiError::param(format!("bucket must be a number above 0; got '{b}'"))
-                })?,
-        ),
-    };
-    let pq = query::property::PropertyQuery {
-        filter: property_filter(&p)?,
-        bucket,
-        descending,
-        by_value,
-        trim: p.int("trim")?.filter(|&t| t > 0).map(|t| t as usize),
-        segments,
-    };
+    let lookup = |k: &str| p.get(k).map(str::to_string);
+    let pq = query::property::PropertyQuery::from_params(&lookup, segments)
+        .map_err(ApiError::from_query_error)?;
     let out = super::blocking(move || {
         query::property::property_query(&s.db, &table, &name, &pq)
             .map_err(ApiError::from_query_error)
