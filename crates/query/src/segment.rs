@@ -227,9 +227,7 @@ impl SegmentRegistry {
         for (name, schema) in db.catalog().tables.iter() {
             let broken = self.reload(schema);
             if !broken.is_empty() {
-                tracing_warn(&format!(
-                    "table {name}: segments {broken:?} no longer compile; skipped"
-                ));
+                tracing::warn!(table = %name, ?broken, "segments no longer compile; skipped");
             }
             let names: Vec<String> = schema.segments.keys().cloned().collect();
             self.evaluate(db, name, &names)?;
@@ -253,15 +251,11 @@ impl SegmentRegistry {
                 .collect();
             if !due.is_empty() {
                 if let Err(e) = self.evaluate(db, name, &due) {
-                    tracing_warn(&format!("refreshing segments of {name} failed: {e:?}"));
+                    tracing::warn!(table = %name, error = ?e, "refreshing segments failed");
                 }
             }
         }
     }
-}
-
-fn tracing_warn(msg: &str) {
-    eprintln!("openset: warning: {msg}");
 }
 
 /// Members of a segment over all partitions.
