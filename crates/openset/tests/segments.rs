@@ -251,3 +251,24 @@ fn segment_errors_change_nothing() {
         "debug defines nothing"
     );
 }
+
+#[test]
+fn histograms_compare_segments() {
+    let s = highstreet();
+    segment(&s, THREE);
+    let a = post(&s, "histogram/rows?segments=*,outdoor", "return(row_count)");
+    assert_eq!(a.status, 200, "{}", a.text);
+    // tommy 6 rows, kyle 4, klara 9; outdoor = kyle, klara.
+    assert_eq!(
+        a.json,
+        json!({"_": [{"g": "rows", "c": [3], "c2": [2], "_": [
+            {"g": 9, "c": [1], "c2": [1]},
+            {"g": 6, "c": [1], "c2": [0]},
+            {"g": 4, "c": [1], "c2": [1]}
+        ]}]})
+    );
+    assert_eq!(
+        post(&s, "histogram/rows?segments=nope", "return(row_count)").detail(),
+        "missing segment 'nope'"
+    );
+}

@@ -8,19 +8,16 @@
 //! partitions' indexes first, so the answer does not depend on how customers
 //! are spread over partitions), with `each_value` set to that value.
 
-use crate::event::Answer;
+use crate::event::{collect_writes, Answer, Selection, Writes};
 use crate::view::{osl_schema, StoredCustomer};
 use crate::QueryError;
 use osl::{
     histogram_sample, CompileError, CompileOptions, ErrorCode, GroupKey, Histogram,
-    HistogramOptions, Params, Pos, Program, RunContext, RunOutcome, RuntimeError, Sample,
-    ScriptKind, StoredValue, Value,
+    HistogramOptions, Params, Pos, Program, RunContext, RuntimeError, Sample, ScriptKind, Value,
 };
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use store::codec::ScalarRef;
 use store::index::EVENT_PROP;
 use store::ingest::fixed_to_double;
 use store::schema::{PropType, TableSchema};
@@ -58,10 +55,8 @@ pub struct HistogramQuery {
     pub trim: Option<usize>,
     /// `session_time=`, ms; the table's setting when absent.
     pub session_time: Option<i64>,
-    /// How many segments `segments=` lists (each one a count column:
-    /// `c`, `c2`, ...). Only `*` (every customer) exists today, so every
-    /// customer belongs to every listed segment.
-    pub segments: usize,
+    /// `segments=`: one count column per selection (`c`, `c2`, ...).
+    pub selections: Vec<Selection>,
     /// `now` for the whole request, epoch ms.
     pub now: i64,
 }
@@ -78,52 +73,117 @@ impl Default for HistogramQuery {
             descending: true,
             trim: None,
             session_time: None,
-            segments: 1,
+            selections: vec![Selection::Everyone],
             now: 0,
         }
     }
 }
 
-fn bad(detail: impl Into<String>) -> QueryError {
-    QueryError::Request {
-        detail: detail.into(),
+impl HistogramQuery {
+    /// Reads a histogram query's parameters (URL parameters, or a batch
+    /// section's `key=value` pairs): `bucket`, `min`, `max`, `foreach`,
+    /// `order`, `trim`, `session_time`. Selections default to everyone.
+    pub fn from_params(
+        get: &dyn Fn(&str) -> Option<String>,
+        name: String,
+        params: Params,
+        now: i64,
+    ) -> Result<HistogramQuery, QueryError> {
+        let bad = |d: String| QueryError::BadParam(d);
+        let number = |key: &str| -> Result<Option<f64>, QueryError> {
+            let Some(raw) = get(key) else { return Ok(None) };
+            raw.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && v.abs() <= MAX_MAGNITUDE)
+                .map(Some)
+                .ok_or_else(|| bad(format!("{key} must be a number from -{MAX_MAGNITUDE} to {MAX_MAGNITUDE}; got '{raw}'")))
+        };
+        let int = |key: &str| -> Result<Option<i64>, QueryError> {
+            get(key)
+                .map(|raw| {
+                    raw.trim().parse::<i64>().map_err(|_| {
+                        bad(format!("parameter '{key}' must be an integer; got '{raw}'"))
+                    })
+                })
+                .transpose()
+        };
+        let descending = match get("order").map(|o| o.to_ascii_lowercase()).as_deref() {
+            None | Some("desc") => true,
+            Some("asc") => false,
+            Some(other) => return Err(bad(format!("order must be asc or desc; got '{other}'"))),
+        };
+        let foreach = match get("foreach") {
+            None => None,
+            Some(f) if f.trim().is_empty() => {
+                return Err(bad("foreach must name a property".into()))
+            }
+            Some(f) => Some(f.trim().to_string()),
+        };
+        let query = HistogramQuery {
+            name,
+            params,
+            bucket: number("bucket")?,
+            min: number("min")?,
+            max: number("max")?,
+            foreach,
+            descending,
+            trim: int("trim")?.filter(|&t| t > 0).map(|t| t as usize),
+            session_time: match int("session_time")? {
+                Some(t) if t <= 0 => {
+                    return Err(bad(
+                        "session_time must be a positive number of milliseconds".into(),
+                    ))
+                }
+                other => other,
+            },
+            selections: vec![Selection::Everyone],
+            now,
+        };
+        query.check().map_err(bad)?;
+        Ok(query)
     }
-}
 
-/// Checks `bucket`, `min` and `max` (the server checks them too, with its
-/// own messages; this keeps the query safe for any caller).
-fn check_numbers(q: &HistogramQuery) -> Result<(), QueryError> {
-    let in_range = |v: f64| v.is_finite() && v.abs() <= MAX_MAGNITUDE;
-    if let Some(b) = q.bucket {
-        if !in_range(b) || b < MIN_BUCKET {
-            return Err(bad(format!(
-                "bucket must be a number from {MIN_BUCKET} to {MAX_MAGNITUDE}"
-            )));
-        }
-    }
-    for (name, v) in [("min", q.min), ("max", q.max)] {
-        if let Some(v) = v {
-            if q.bucket.is_none() {
-                return Err(bad(format!("{name} requires bucket")));
+    /// Checks `bucket`, `min` and `max` together (rest spec 5.6): bucket
+    /// above 0 (at least [`MIN_BUCKET`]), min and max only with bucket, min
+    /// not above max, numbers within [`MAX_MAGNITUDE`], and at most
+    /// [`MAX_FILL`] buckets between min and max. The error is the detail.
+    pub fn check(&self) -> Result<(), String> {
+        let in_range = |v: f64| v.is_finite() && v.abs() <= MAX_MAGNITUDE;
+        if let Some(b) = self.bucket {
+            if !in_range(b) || b <= 0.0 {
+                return Err(format!("bucket must be a number above 0; got {b}"));
             }
-            if !in_range(v) {
-                return Err(bad(format!(
-                    "{name} must be a number from -{MAX_MAGNITUDE} to {MAX_MAGNITUDE}"
-                )));
+            if b < MIN_BUCKET {
+                return Err(format!(
+                    "bucket must be at least {MIN_BUCKET} (samples keep 4 decimals); got {b}"
+                ));
             }
         }
-    }
-    if let (Some(b), Some(lo), Some(hi)) = (q.bucket, q.min, q.max) {
-        if lo > hi {
-            return Err(bad("min must not be above max"));
+        for (name, v) in [("min", self.min), ("max", self.max)] {
+            if let Some(v) = v {
+                if self.bucket.is_none() {
+                    return Err("min and max require bucket".into());
+                }
+                if !in_range(v) {
+                    return Err(format!(
+                        "{name} must be a number from -{MAX_MAGNITUDE} to {MAX_MAGNITUDE}; got {v}"
+                    ));
+                }
+            }
         }
-        if ((hi - (lo / b).floor() * b) / b) > MAX_FILL {
-            return Err(bad(format!(
-                "min, max and bucket would fill more than {MAX_FILL} buckets"
-            )));
+        if let (Some(b), Some(lo), Some(hi)) = (self.bucket, self.min, self.max) {
+            if lo > hi {
+                return Err(format!("min ({lo}) must not be above max ({hi})"));
+            }
+            if (hi - (lo / b).floor() * b) / b > MAX_FILL {
+                return Err(format!(
+                    "min, max and bucket would fill more than {MAX_FILL} buckets"
+                ));
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Compiles a histogram script against `table` (after `{{name}}` substitution).
@@ -145,9 +205,9 @@ pub fn compile(schema: &TableSchema, source: &str, params: &Params) -> Result<Pr
 fn foreach_property(schema: &TableSchema, name: &str) -> Result<(u32, PropType), QueryError> {
     match name {
         "event" => Ok((EVENT_PROP, PropType::Text)),
-        "stamp" | "stamp_iso" | "id" | "session" => Err(bad(format!(
-            "foreach cannot use the built-in property '{name}'"
-        ))),
+        "stamp" | "stamp_iso" | "id" | "session" => Err(QueryError::Request {
+            detail: format!("foreach cannot use the built-in property '{name}'"),
+        }),
         _ => schema
             .property(name)
             .map(|p| (p.id, p.kind))
@@ -211,7 +271,7 @@ pub fn histogram_query(
     q: &HistogramQuery,
     debug: bool,
 ) -> Result<Answer, QueryError> {
-    check_numbers(q)?;
+    q.check().map_err(|detail| QueryError::Request { detail })?;
     let schema = db.table(table)?;
     let program = compile(&schema, source, &q.params)?;
     let foreach = match q.foreach.as_deref() {
@@ -260,33 +320,77 @@ pub fn histogram_query(
         descending: q.descending,
         trim: q.trim,
     };
-    let hist = run_all(db, &schema, &program, &runs, &opts, q.segments.max(1))?;
-    Ok(Answer::Tree(hist.render()))
+    let everyone = [Selection::Everyone];
+    let selections = if q.selections.is_empty() {
+        &everyone[..]
+    } else {
+        &q.selections[..]
+    };
+    let segments = selections.len();
+    let hist = run_all(db, &schema, &program, &runs, &opts, selections)?;
+    let mut out = hist.render();
+    if runs.first().is_some_and(|r| r.0.is_none()) {
+        add_empty_fill(&mut out, &opts, segments);
+    }
+    Ok(Answer::Tree(out))
 }
 
-/// Customer-property writes of the runs, ready for the store.
-type Writes = Vec<store::db::CustomerWrites<'static>>;
-
-fn collect_writes(c: &store::partition::Customer, outcome: RunOutcome, into: &mut Writes) {
-    if outcome.writes.is_empty() {
+/// When nobody produced a sample, `min` and `max` with `bucket` still give
+/// the zero-filled branches and the `max` branch (rest spec 5.6: "the max
+/// branch is always present"); `Histogram` renders no children then.
+fn add_empty_fill(out: &mut serde_json::Value, opts: &HistogramOptions, segments: usize) {
+    let (Some(b), Some(lo), Some(hi)) = (opts.bucket, opts.min, opts.max) else {
+        return;
+    };
+    let Some(root) = out
+        .get_mut("_")
+        .and_then(|l| l.get_mut(0))
+        .and_then(|r| r.as_object_mut())
+    else {
+        return;
+    };
+    if root.contains_key("_") {
         return;
     }
-    let props = outcome
-        .writes
+    let scaled = |f: f64| (f * 10_000.0).round() as i64;
+    let ints = [b, lo, hi].iter().all(|v| v.fract() == 0.0);
+    let step = scaled(b).max(1);
+    let top = scaled(hi);
+    let mut keys = Vec::new();
+    let mut k = scaled((lo / b + 1e-9).floor() * b);
+    while k < top && (keys.len() as f64) < MAX_FILL {
+        keys.push(k);
+        k = k.saturating_add(step);
+    }
+    keys.push(top);
+    if opts.descending {
+        keys.reverse();
+    }
+    if let Some(n) = opts.trim {
+        keys.truncate(n);
+    }
+    let children = keys
         .into_iter()
-        .map(|w| {
-            let values = w
-                .values
-                .into_iter()
-                .map(|v| match v {
-                    StoredValue::Num(n) => ScalarRef::Num(n),
-                    StoredValue::Text(t) => ScalarRef::Text(Cow::Owned(t)),
-                })
-                .collect();
-            (w.prop, values)
+        .map(|k| {
+            let mut m = serde_json::Map::new();
+            let g = if ints {
+                serde_json::Value::from(k / 10_000)
+            } else {
+                serde_json::Value::from(k as f64 / 10_000.0)
+            };
+            m.insert("g".into(), g);
+            for s in 0..segments {
+                let name = if s == 0 {
+                    "c".to_string()
+                } else {
+                    format!("c{}", s + 1)
+                };
+                m.insert(name, serde_json::json!([0]));
+            }
+            serde_json::Value::Object(m)
         })
         .collect();
-    into.push((c.key.clone(), props));
+    root.insert("_".into(), serde_json::Value::Array(children));
 }
 
 /// The run-time fault of a return value that is not a number (OSL spec 12.1, D66).
@@ -307,18 +411,31 @@ fn run_partition(
     tp: &store::partition::TablePartition,
     program: &Program,
     runs: &[(Option<GroupKey>, RunContext)],
-    segments: usize,
+    selections: &[Selection],
     hist: &mut Histogram,
     writes: &mut Writes,
 ) -> Result<(), RuntimeError> {
+    let members: Vec<Option<roaring::RoaringBitmap>> = selections
+        .iter()
+        .map(|sel| crate::event::selected(tp, sel, None))
+        .collect();
+    let chosen = |ci: u32| {
+        members
+            .iter()
+            .any(|m| m.as_ref().is_none_or(|b| b.contains(ci)))
+    };
     let mut state = program.new_state();
     // Histogram scripts cannot push (a compile error), so this stays empty.
     let mut scratch = program.new_tree(1);
     let mut samples: Vec<(Option<GroupKey>, Sample)> = Vec::with_capacity(runs.len());
     for (ci, c) in tp.customers.iter().enumerate() {
+        let ci = ci as u32;
+        if !chosen(ci) {
+            continue;
+        }
         let view = StoredCustomer {
             customer: c,
-            index: ci as u32,
+            index: ci,
             dict: &tp.dict,
             segments: &tp.segments,
         };
@@ -331,10 +448,10 @@ fn run_partition(
             }
             collect_writes(c, outcome, writes);
         }
-        // Every listed segment is `*` today, so the customer is in each;
-        // segment membership is checked here once named segments exist.
-        for seg in 0..segments {
-            hist.add_customer(seg, &samples);
+        for (seg, m) in members.iter().enumerate() {
+            if m.as_ref().is_none_or(|b| b.contains(ci)) {
+                hist.add_customer(seg, &samples);
+            }
         }
     }
     Ok(())
@@ -351,8 +468,9 @@ fn run_all(
     program: &Program,
     runs: &[(Option<GroupKey>, RunContext)],
     opts: &HistogramOptions,
-    segments: usize,
+    selections: &[Selection],
 ) -> Result<Histogram, QueryError> {
+    let segments = selections.len();
     let engine = db.engine()?;
     let partitions = engine.partition_count() as usize;
     let next = AtomicUsize::new(0);
@@ -377,7 +495,7 @@ fn run_all(
                             continue;
                         };
                         if let Err(e) =
-                            run_partition(tp, program, runs, segments, &mut hist, &mut writes)
+                            run_partition(tp, program, runs, selections, &mut hist, &mut writes)
                         {
                             if let Ok(mut f) = failed.lock() {
                                 f.get_or_insert(QueryError::Runtime(e));
@@ -424,16 +542,16 @@ mod tests {
 
     #[test]
     fn number_checks() {
-        assert!(check_numbers(&q(None, None, None)).is_ok());
-        assert!(check_numbers(&q(Some(10.0), Some(-5.0), Some(50.0))).is_ok());
-        assert!(check_numbers(&q(Some(0.0), None, None)).is_err());
-        assert!(check_numbers(&q(Some(-1.0), None, None)).is_err());
-        assert!(check_numbers(&q(Some(f64::NAN), None, None)).is_err());
-        assert!(check_numbers(&q(None, Some(1.0), None)).is_err());
-        assert!(check_numbers(&q(None, None, Some(1.0))).is_err());
-        assert!(check_numbers(&q(Some(1.0), Some(5.0), Some(1.0))).is_err());
-        assert!(check_numbers(&q(Some(0.001), Some(0.0), Some(1e6))).is_err());
-        assert!(check_numbers(&q(Some(1.0), Some(1e15), None)).is_err());
+        assert!(q(None, None, None).check().is_ok());
+        assert!(q(Some(10.0), Some(-5.0), Some(50.0)).check().is_ok());
+        assert!(q(Some(0.0), None, None).check().is_err());
+        assert!(q(Some(-1.0), None, None).check().is_err());
+        assert!(q(Some(f64::NAN), None, None).check().is_err());
+        assert!(q(None, Some(1.0), None).check().is_err());
+        assert!(q(None, None, Some(1.0)).check().is_err());
+        assert!(q(Some(1.0), Some(5.0), Some(1.0)).check().is_err());
+        assert!(q(Some(0.001), Some(0.0), Some(1e6)).check().is_err());
+        assert!(q(Some(1.0), Some(1e15), None).check().is_err());
     }
 
     #[test]

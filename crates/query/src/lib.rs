@@ -25,6 +25,10 @@ pub enum QueryError {
     PropertyNotFound,
     /// The property named by a histogram's `foreach=` does not exist.
     MissingForeach(String),
+    /// A parameter value that is malformed or out of range.
+    BadParam(String),
+    /// A segment named by `segments=` or `@use` that does not exist.
+    MissingSegment(String),
     /// A parameter that does not fit the query (the detail says how).
     Request {
         /// Human text.

@@ -62,13 +62,17 @@ impl PropertyQuery {
         let descending = match get("order").map(|o| o.to_ascii_lowercase()).as_deref() {
             None | Some("desc") => true,
             Some("asc") => false,
-            Some(other) => return Err(bad(format!("order must be asc or desc; got '{other}'"))),
+            Some(other) => {
+                return Err(QueryError::BadParam(format!(
+                    "order must be asc or desc; got '{other}'"
+                )))
+            }
         };
         let by_value = match get("sort").as_deref() {
             None => false,
             Some("group") => true,
             Some(other) => {
-                return Err(bad(format!(
+                return Err(QueryError::BadParam(format!(
                     "sort must be 'group' for a property query; got '{other}'"
                 )))
             }
@@ -80,16 +84,17 @@ impl PropertyQuery {
                     .parse::<f64>()
                     .ok()
                     .filter(|b| b.is_finite() && *b > 0.0)
-                    .ok_or_else(|| bad(format!("bucket must be a number above 0; got '{b}'")))?,
+                    .ok_or_else(|| {
+                        QueryError::BadParam(format!("bucket must be a number above 0; got '{b}'"))
+                    })?,
             ),
         };
         let trim = match get("trim") {
             None => None,
             Some(t) => {
-                let n: i64 = t
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad(format!("trim must be an integer; got '{t}'")))?;
+                let n: i64 = t.trim().parse().map_err(|_| {
+                    QueryError::BadParam(format!("trim must be an integer; got '{t}'"))
+                })?;
                 (n > 0).then_some(n as usize)
             }
         };

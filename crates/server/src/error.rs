@@ -146,6 +146,13 @@ impl ApiError {
                 "item not found",
                 format!("missing foreach column '{name}'"),
             ),
+            query::QueryError::BadParam(detail) => Self::param(detail),
+            query::QueryError::MissingSegment(name) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "run_time",
+                "item not found",
+                format!("missing segment '{name}'"),
+            ),
             query::QueryError::Request { detail } => {
                 Self::new(StatusCode::BAD_REQUEST, "query", "syntax_error", detail)
             }

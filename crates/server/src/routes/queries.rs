@@ -133,38 +133,6 @@ pub(crate) fn script_params(p: &Params) -> Result<osl::Params, ApiError> {
     Ok(out)
 }
 
-/// Checks `segments=`: only `*` (everyone) until segments exist.
-pub(crate) fn check_segments(p: &Params) -> Result<(), ApiError> {
-    let Some(list) = p.get("segments") else {
-        return Ok(());
-    };
-    let names: Vec<&str> = list
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .collect();
-    if names.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "query",
-            "general_error",
-            "no segment names specified",
-        ));
-    }
-    if names.len() > 32 {
-        return Err(ApiError::param("more than 32 segments in segments="));
-    }
-    match names.iter().find(|n| **n != "*") {
-        Some(missing) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "run_time",
-            "item not found",
-            format!("missing segment '{missing}'"),
-        )),
-        None => Ok(()),
-    }
-}
-
 /// Reads `segments=` into selections: `*` is everyone, other names must be
 /// stored segments of the table. Absent: everyone.
 pub(crate) fn selections(
