@@ -187,18 +187,19 @@ impl HistogramQuery {
 }
 
 /// Compiles a histogram script against `table` (after `{{name}}` substitution).
-pub fn compile(schema: &TableSchema, source: &str, params: &Params) -> Result<Program, QueryError> {
+/// `opts` places errors in a batch body (line offset, section name).
+pub fn compile(
+    schema: &TableSchema,
+    source: &str,
+    params: &Params,
+    opts: CompileOptions,
+) -> Result<Program, QueryError> {
     let text = osl::substitute_templates(source, params).map_err(QueryError::Compile)?;
-    osl::compile_with(
-        &text,
-        &osl_schema(schema),
-        params,
-        &CompileOptions {
-            kind: ScriptKind::Histogram,
-            ..CompileOptions::default()
-        },
-    )
-    .map_err(QueryError::Compile)
+    let opts = CompileOptions {
+        kind: ScriptKind::Histogram,
+        ..opts
+    };
+    osl::compile_with(&text, &osl_schema(schema), params, &opts).map_err(QueryError::Compile)
 }
 
 /// The property `foreach=` names: its index id and type.
@@ -263,6 +264,98 @@ fn foreach_values(
     Ok(values)
 }
 
+/// A histogram query checked and compiled, ready to run (also one
+/// `@histogram` section of a batch).
+pub struct HistogramSection {
+    query: HistogramQuery,
+    program: Program,
+    foreach: Option<(u32, PropType)>,
+}
+
+impl HistogramSection {
+    /// Checks the parameters and compiles the script; nothing runs yet.
+    pub fn compile(
+        schema: &TableSchema,
+        source: &str,
+        query: HistogramQuery,
+        opts: CompileOptions,
+    ) -> Result<HistogramSection, QueryError> {
+        query.check().map_err(QueryError::BadParam)?;
+        let program = compile(schema, source, &query.params, opts)?;
+        let foreach = match query.foreach.as_deref() {
+            None => None,
+            Some(name) => {
+                let prop = foreach_property(schema, name)?;
+                if !program.uses_each_value() {
+                    return Err(QueryError::Compile(CompileError::new(
+                        ErrorCode::SyntaxError,
+                        "'foreach' specified in query, but the 'each_value' variable was not found in the script.",
+                        Pos::default(),
+                    )));
+                }
+                Some(prop)
+            }
+        };
+        Ok(HistogramSection {
+            query,
+            program,
+            foreach,
+        })
+    }
+
+    /// The readable listing of the compiled script.
+    pub fn listing(&self) -> String {
+        self.program.debug_listing()
+    }
+
+    /// Runs the script for every selected customer and renders the tree.
+    pub fn run(&self, db: &Db, table: &str) -> Result<serde_json::Value, QueryError> {
+        let schema = db.table(table)?;
+        let q = &self.query;
+        let base = RunContext {
+            now: q.now,
+            session_time: q.session_time.unwrap_or(schema.settings.session_time),
+            ..RunContext::default()
+        };
+        // One context (and group key) per run of a customer.
+        let runs: Vec<(Option<GroupKey>, RunContext)> = match self.foreach {
+            None => vec![(None, base)],
+            Some((prop, kind)) => foreach_values(db, &schema, prop, kind)?
+                .into_iter()
+                .map(|(key, value)| {
+                    (
+                        Some(key),
+                        RunContext {
+                            each_value: value,
+                            ..base.clone()
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let opts = HistogramOptions {
+            name: q.name.clone(),
+            bucket: q.bucket,
+            min: q.min,
+            max: q.max,
+            descending: q.descending,
+            trim: q.trim,
+        };
+        let everyone = [Selection::Everyone];
+        let selections = if q.selections.is_empty() {
+            &everyone[..]
+        } else {
+            &q.selections[..]
+        };
+        let hist = run_all(db, &schema, &self.program, &runs, &opts, selections)?;
+        let mut out = hist.render();
+        if runs.first().is_some_and(|r| r.0.is_none()) {
+            add_empty_fill(&mut out, &opts, selections.len());
+        }
+        Ok(out)
+    }
+}
+
 /// Runs a histogram query; with `debug` only compiles and lists the program.
 pub fn histogram_query(
     db: &Db,
@@ -271,68 +364,12 @@ pub fn histogram_query(
     q: &HistogramQuery,
     debug: bool,
 ) -> Result<Answer, QueryError> {
-    q.check().map_err(|detail| QueryError::Request { detail })?;
     let schema = db.table(table)?;
-    let program = compile(&schema, source, &q.params)?;
-    let foreach = match q.foreach.as_deref() {
-        None => None,
-        Some(name) => {
-            let prop = foreach_property(&schema, name)?;
-            if !program.uses_each_value() {
-                return Err(QueryError::Compile(CompileError::new(
-                    ErrorCode::SyntaxError,
-                    "'foreach' specified in query, but the 'each_value' variable was not found in the script.",
-                    Pos::default(),
-                )));
-            }
-            Some(prop)
-        }
-    };
+    let section = HistogramSection::compile(&schema, source, q.clone(), CompileOptions::default())?;
     if debug {
-        return Ok(Answer::Listing(program.debug_listing()));
+        return Ok(Answer::Listing(section.listing()));
     }
-    let base = RunContext {
-        now: q.now,
-        session_time: q.session_time.unwrap_or(schema.settings.session_time),
-        ..RunContext::default()
-    };
-    // One context (and group key) per run of a customer.
-    let runs: Vec<(Option<GroupKey>, RunContext)> = match foreach {
-        None => vec![(None, base)],
-        Some((prop, kind)) => foreach_values(db, &schema, prop, kind)?
-            .into_iter()
-            .map(|(key, value)| {
-                (
-                    Some(key),
-                    RunContext {
-                        each_value: value,
-                        ..base.clone()
-                    },
-                )
-            })
-            .collect(),
-    };
-    let opts = HistogramOptions {
-        name: q.name.clone(),
-        bucket: q.bucket,
-        min: q.min,
-        max: q.max,
-        descending: q.descending,
-        trim: q.trim,
-    };
-    let everyone = [Selection::Everyone];
-    let selections = if q.selections.is_empty() {
-        &everyone[..]
-    } else {
-        &q.selections[..]
-    };
-    let segments = selections.len();
-    let hist = run_all(db, &schema, &program, &runs, &opts, selections)?;
-    let mut out = hist.render();
-    if runs.first().is_some_and(|r| r.0.is_none()) {
-        add_empty_fill(&mut out, &opts, segments);
-    }
-    Ok(Answer::Tree(out))
+    Ok(Answer::Tree(section.run(db, table)?))
 }
 
 /// When nobody produced a sample, `min` and `max` with `bucket` still give

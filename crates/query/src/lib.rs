@@ -1,6 +1,7 @@
 //! Queries over a node's partitions. Knows nothing of HTTP: each query
 //! returns JSON values or a [`QueryError`] the server maps to a status.
 
+pub mod batch;
 pub mod customer;
 pub mod event;
 pub mod histogram;

@@ -55,7 +55,7 @@ pub fn router(state: State) -> Router {
             "/v1/query/{table}/histogram/{name}",
             post(histogram::histogram),
         )
-        .route("/v1/query/{table}/batch", post(queries::not_yet))
+        .route("/v1/query/{table}/batch", post(queries::batch))
         .route(
             "/v1/subscription/{table}/{segment}/{subscriber}",
             put(queries::not_yet)

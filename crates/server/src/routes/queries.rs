@@ -284,3 +284,39 @@ pub async fn segment(
         }
     })
 }
+
+pub async fn batch(
+    St(s): St<State>,
+    Path(table): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !s.db.is_initialized() {
+        return Err(not_initialized());
+    }
+    let p = Params::parse(q.as_deref())?;
+    s.db.table(&table).map_err(ApiError::from_query)?;
+    let source = script_body(&s, &headers, body).await?;
+    let debug = p.bool("debug", false)?;
+    let params = script_params(&p)?;
+    let answer = super::blocking(move || {
+        query::batch::batch_query(
+            &s.db,
+            &s.segments,
+            &table,
+            &source,
+            &params,
+            now_ms(),
+            debug,
+        )
+        .map_err(ApiError::from_query_error)
+    })
+    .await?;
+    Ok(match answer {
+        query::batch::BatchAnswer::Tree(v) => Json(v).into_response(),
+        query::batch::BatchAnswer::Listing(text) => {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
+    })
+}
