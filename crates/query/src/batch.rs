@@ -25,7 +25,7 @@ pub enum BatchAnswer {
 
 enum Work {
     Property { name: String, query: PropertyQuery },
-    Histogram(HistogramSection),
+    Histogram(Box<HistogramSection>),
 }
 
 fn bad(detail: impl Into<String>) -> QueryError {
@@ -98,7 +98,7 @@ pub fn batch_query(
                 if debug {
                     listings.push_str(&format!("@histogram {}\n{}\n", s.name, section.listing()));
                 }
-                work.push(Work::Histogram(section));
+                work.push(Work::Histogram(Box::new(section)));
             }
             SectionKind::Segment | SectionKind::Use => {}
         }
