@@ -272,3 +272,20 @@ fn histograms_compare_segments() {
         "missing segment 'nope'"
     );
 }
+
+#[test]
+fn prefiltered_segments_match_full_evaluation() {
+    let s = highstreet();
+    // The second form starts with an assignment, so no pre-filter applies.
+    for cond in [
+        "product_group.ever(== \"outdoor\")",
+        "event.is(== \"purchase\") && shipper == \"fedex\"",
+        "product_name.ever(== \"fly rod\") || product_name.ever(== \"grommet\")",
+        "product_name.ever(== \"no such product\")",
+    ] {
+        let body = format!("@segment fast\nif {cond}\n  return(true)\nend\n\n@segment slow\nx = 1\nif {cond}\n  return(true)\nend\n");
+        let sizes = segment(&s, &body);
+        assert_eq!(sizes["_"][0]["c"], sizes["_"][1]["c"], "{cond}: {sizes}");
+        assert_eq!(members(&s, "fast"), members(&s, "slow"), "{cond}");
+    }
+}

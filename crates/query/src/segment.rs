@@ -162,6 +162,7 @@ impl SegmentRegistry {
         let next = AtomicUsize::new(0);
         let failed: Mutex<Option<QueryError>> = Mutex::new(None);
         let writes = Mutex::new(Vec::new());
+        let prefilter = seg.program.prefilter();
         let workers = std::thread::available_parallelism()
             .map_or(2, |c| c.get())
             .min(n)
@@ -182,7 +183,12 @@ impl SegmentRegistry {
                         let mut state = seg.program.new_state();
                         let mut tree = seg.program.new_tree(1);
                         let mut members = RoaringBitmap::new();
-                        for ci in 0..tp.customers.len() as u32 {
+                        // Customers the pre-filter rules out cannot return true.
+                        let chosen: Box<dyn Iterator<Item = u32>> = match &prefilter {
+                            Some(pf) => Box::new(crate::event::candidates(pf, tp).into_iter()),
+                            None => Box::new(0..tp.customers.len() as u32),
+                        };
+                        for ci in chosen {
                             let Some(view) = StoredCustomer::of(tp, ci) else {
                                 continue;
                             };
