@@ -282,10 +282,25 @@ fn prefiltered_segments_match_full_evaluation() {
         "event.is(== \"purchase\") && shipper == \"fedex\"",
         "product_name.ever(== \"fly rod\") || product_name.ever(== \"grommet\")",
         "product_name.ever(== \"no such product\")",
+        "product_group.ever(== \"outdoor\") && product_group.never(== \"garage\")",
+        "!(product_name.ever(in [\"fly rod\", \"grommet\"]))",
+        "product_tags.ever(contains \"red\") || product_tags.ever(any [\"coffee\", \"none\"])",
+        "product_tags.ever(contains [\"red\", \"small\"])",
+        "age == 30 || product_group.never(== \"kitchen\")",
+        "population(\"fast_base\") && !compliment(\"fast_base\")",
     ] {
-        let body = format!("@segment fast\nif {cond}\n  return(true)\nend\n\n@segment slow\nx = 1\nif {cond}\n  return(true)\nend\n");
+        let body = format!("@segment fast_base\nreturn(shipper.ever(== \"fedex\"))\n\n@segment fast z_index=200\nif {cond}\n  return(true)\nend\n\n@segment slow z_index=200\nx = 1\nif {cond}\n  return(true)\nend\n");
         let sizes = segment(&s, &body);
-        assert_eq!(sizes["_"][0]["c"], sizes["_"][1]["c"], "{cond}: {sizes}");
+        let size = |name: &str| {
+            sizes["_"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["g"] == name)
+                .unwrap()["c"]
+                .clone()
+        };
+        assert_eq!(size("fast"), size("slow"), "{cond}: {sizes}");
         assert_eq!(members(&s, "fast"), members(&s, "slow"), "{cond}");
     }
 }

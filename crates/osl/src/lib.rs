@@ -15,6 +15,7 @@ pub mod compile;
 pub mod error;
 pub mod functions;
 pub mod histogram;
+pub mod index_only;
 pub mod interp;
 pub mod lexer;
 pub mod parser;
@@ -31,6 +32,7 @@ pub use compile::{
 };
 pub use error::{CompileError, ErrorCode, Pos, RuntimeError};
 pub use histogram::{histogram_sample, Histogram, HistogramOptions, Sample};
+pub use index_only::BitExpr;
 pub use interp::RunState;
 pub use prefilter::{IndexAtom, IndexProp, Prefilter};
 pub use result_tree::{Column, ColumnAgg, Dedup, GroupKey, RenderOptions, ResultTree, SortBy};

@@ -143,6 +143,12 @@ fn atom(prop: PropRef, v: &Value) -> Option<IndexAtom> {
     atom_of(prop, v, false)
 }
 
+/// The atom "has `v` for `prop`" when the literal's type matches the
+/// property's exactly (so index membership equals OSL equality).
+pub(crate) fn exact_atom(prop: PropRef, v: &Value, customer: bool) -> Option<IndexAtom> {
+    atom_of(prop, v, customer)
+}
+
 fn atom_of(prop: PropRef, v: &Value, customer: bool) -> Option<IndexAtom> {
     let (ip, kind) = match prop {
         PropRef::Event => (IndexProp::Event, PropKind::Text),

@@ -10,7 +10,8 @@ use crate::event::collect_writes;
 use crate::view::{osl_schema, StoredCustomer};
 use crate::QueryError;
 use osl::{
-    CompileOptions, Params, Program, RunContext, ScriptKind, Section, SectionKind, SegmentFlags,
+    BitExpr, CompileOptions, IndexProp, Params, Program, RunContext, ScriptKind, Section,
+    SectionKind, SegmentFlags,
 };
 use roaring::RoaringBitmap;
 use rustc_hash::FxHashMap;
@@ -18,7 +19,8 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use store::db::ApplyObserver;
-use store::partition::PartitionState;
+use store::index::EVENT_PROP;
+use store::partition::{PartitionState, TablePartition};
 use store::schema::{valid_segment_name, SegmentDef, TableSchema};
 use store::Db;
 
@@ -163,6 +165,13 @@ impl SegmentRegistry {
         let failed: Mutex<Option<QueryError>> = Mutex::new(None);
         let writes = Mutex::new(Vec::new());
         let prefilter = seg.program.prefilter();
+        // Answered by bitmap algebra alone when the script's shape allows it
+        // and every segment it reads exists (else running reports the error).
+        let index_only = seg.program.index_only().filter(|e| {
+            e.segments()
+                .iter()
+                .all(|n| schema.segments.contains_key(*n))
+        });
         let workers = std::thread::available_parallelism()
             .map_or(2, |c| c.get())
             .min(n)
@@ -182,33 +191,38 @@ impl SegmentRegistry {
                         };
                         let mut state = seg.program.new_state();
                         let mut tree = seg.program.new_tree(1);
-                        let mut members = RoaringBitmap::new();
-                        // Customers the pre-filter rules out cannot return true.
-                        let chosen: Box<dyn Iterator<Item = u32>> = match &prefilter {
-                            Some(pf) => Box::new(crate::event::candidates(pf, tp).into_iter()),
-                            None => Box::new(0..tp.customers.len() as u32),
-                        };
-                        for ci in chosen {
-                            let Some(view) = StoredCustomer::of(tp, ci) else {
-                                continue;
+                        if let Some(expr) = &index_only {
+                            Some(bits(expr, tp))
+                        } else {
+                            let mut members = RoaringBitmap::new();
+                            // Customers the pre-filter rules out cannot return true.
+                            let chosen: Box<dyn Iterator<Item = u32>> = match &prefilter {
+                                Some(pf) => Box::new(crate::event::candidates(pf, tp).into_iter()),
+                                None => Box::new(0..tp.customers.len() as u32),
                             };
-                            match seg.program.run(&view, &ctx, &mut state, &mut tree) {
-                                Ok(outcome) => {
-                                    if outcome.is_member() {
-                                        members.insert(ci);
+                            for ci in chosen {
+                                let Some(view) = StoredCustomer::of(tp, ci) else {
+                                    continue;
+                                };
+                                match seg.program.run(&view, &ctx, &mut state, &mut tree) {
+                                    Ok(outcome) => {
+                                        if outcome.is_member() {
+                                            members.insert(ci);
+                                        }
+                                        collect_writes(view.customer, outcome, &mut local_writes);
                                     }
-                                    collect_writes(view.customer, outcome, &mut local_writes);
-                                }
-                                Err(e) => {
-                                    if let Ok(mut f) = failed.lock() {
-                                        f.get_or_insert(QueryError::Runtime(e));
+                                    Err(e) => {
+                                        if let Ok(mut f) = failed.lock() {
+                                            f.get_or_insert(QueryError::Runtime(e));
+                                        }
+                                        return;
                                     }
-                                    return;
                                 }
                             }
+                            Some(members)
                         }
-                        members
                     };
+                    let Some(members) = members else { continue };
                     if let Some(tp) = engine.write(p as u32).tables.get_mut(&schema.uid) {
                         tp.segments.insert(seg.def.name.clone(), members);
                     }
@@ -261,6 +275,36 @@ impl SegmentRegistry {
                 }
             }
         }
+    }
+}
+
+/// The customers of a table partition an index-only expression selects.
+pub fn bits(expr: &BitExpr, tp: &TablePartition) -> RoaringBitmap {
+    match expr {
+        BitExpr::Any(atoms) => {
+            let mut out = RoaringBitmap::new();
+            for atom in atoms {
+                let prop = match atom.prop {
+                    IndexProp::Event => EVENT_PROP,
+                    IndexProp::Prop(p) => p,
+                };
+                if let Some(b) = atom
+                    .encode(|t| tp.dict.lookup(t))
+                    .and_then(|v| tp.index.customers(prop, v))
+                {
+                    out |= b;
+                }
+            }
+            out
+        }
+        BitExpr::Not(x) => {
+            let mut all: RoaringBitmap = (0..tp.customers.len() as u32).collect();
+            all -= bits(x, tp);
+            all
+        }
+        BitExpr::And(a, b) => bits(a, tp) & bits(b, tp),
+        BitExpr::Or(a, b) => bits(a, tp) | bits(b, tp),
+        BitExpr::Segment(name) => tp.segments.get(name).cloned().unwrap_or_default(),
     }
 }
 
