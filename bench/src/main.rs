@@ -1,7 +1,8 @@
 //! `openset-bench`: load drivers that start a real release `openset` server
 //! and measure it over HTTP on loopback.
 //!
-//! `openset-bench insert [--events N] [--batch N] [--clients N] [--partitions N] [--passes N] [--seed N]`
+//! `openset-bench insert|query [--events N] [--batch N] [--clients N] [--partitions N] [--passes N] [--seed N]`
+//! `openset-bench gen --out FILE.ndjson.gz [--events N] [--seed N]`
 
 mod generate;
 
@@ -21,7 +22,10 @@ struct Args {
 }
 
 fn parse_args() -> Result<(String, Args), String> {
-    let mut it = std::env::args().skip(1);
+    parse_args_from(std::env::args().skip(1))
+}
+
+fn parse_args_from(mut it: impl Iterator<Item = String>) -> Result<(String, Args), String> {
     let cmd = it.next().ok_or("usage: openset-bench insert [--events N] [--batch N] [--clients N] [--partitions N] [--passes N] [--seed N]")?;
     let mut a = Args {
         events: 1_000_000,
@@ -331,7 +335,50 @@ fn query_bench(a: &Args) {
     );
 }
 
+/// Writes `--events` generated events, customer by customer, as gzip NDJSON
+/// to the path after `--out` (the input of the peer comparison).
+fn gen(a: &Args, out: &str) {
+    use std::io::Write;
+    let file = std::fs::File::create(out).unwrap_or_else(|e| panic!("create {out}: {e}"));
+    let mut gz =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
+    let mut g = generate::Generator::new(a.seed);
+    let mut events = Vec::new();
+    let mut written = 0usize;
+    let mut id = 1i64;
+    while written < a.events {
+        events.clear();
+        g.customer(id, &mut events);
+        id += 1;
+        for e in events.iter().take(a.events - written) {
+            serde_json::to_writer(&mut gz, e).expect("write");
+            gz.write_all(b"\n").expect("write");
+            written += 1;
+        }
+    }
+    gz.finish().expect("finish").flush().expect("flush");
+    eprintln!("wrote {written} events of {} customers to {out}", id - 1);
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("gen") {
+        let mut args: Vec<String> = std::env::args().collect();
+        let at = args.iter().position(|a| a == "--out");
+        let out = at
+            .and_then(|i| args.get(i + 1).cloned())
+            .unwrap_or_else(|| "events.ndjson.gz".into());
+        if let Some(i) = at {
+            args.drain(i..(i + 2).min(args.len()));
+        }
+        match parse_args_from(args.into_iter().skip(1)) {
+            Ok((_, a)) => gen(&a, &out),
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
     match parse_args() {
         Ok((cmd, a)) if cmd == "insert" => insert_bench(&a),
         Ok((cmd, a)) if cmd == "query" => query_bench(&a),
