@@ -9,19 +9,11 @@ use crate::event::Selection;
 use crate::histogram::{HistogramQuery, HistogramSection};
 use crate::property::{property_query, PropertyQuery};
 use crate::segment::{define_and_evaluate, listing, prepare, SegmentRegistry};
-use crate::QueryError;
+use crate::{Answer, QueryError};
 use osl::CompileOptions;
 use osl::{Params, SectionKind};
-use serde_json::{json, Value};
+use serde_json::json;
 use store::Db;
-
-/// The answer: the combined tree, or (`debug`) the listing of every script.
-pub enum BatchAnswer {
-    /// `{"_": [root of each @property / @histogram section]}`.
-    Tree(Value),
-    /// Readable listings.
-    Listing(String),
-}
 
 enum Work {
     Property { name: String, query: PropertyQuery },
@@ -34,7 +26,7 @@ fn bad(detail: impl Into<String>) -> QueryError {
     }
 }
 
-/// Runs a batch request.
+/// Runs a batch request: `{"_": [root of each @property / @histogram section]}`.
 pub fn batch_query(
     db: &Db,
     registry: &SegmentRegistry,
@@ -43,7 +35,7 @@ pub fn batch_query(
     params: &Params,
     now: i64,
     debug: bool,
-) -> Result<BatchAnswer, QueryError> {
+) -> Result<Answer, QueryError> {
     let schema = db.table(table)?;
     let text = osl::substitute_templates(body, params).map_err(QueryError::Compile)?;
     let sections = osl::parse_sections(&text).map_err(QueryError::Compile)?;
@@ -104,7 +96,7 @@ pub fn batch_query(
         }
     }
     if debug {
-        return Ok(BatchAnswer::Listing(listings));
+        return Ok(Answer::Listing(listings));
     }
     define_and_evaluate(db, registry, table, prepared)?;
     let mut roots = Vec::new();
@@ -115,5 +107,5 @@ pub fn batch_query(
         };
         roots.push(tree["_"].get(0).cloned().unwrap_or_else(|| json!({})));
     }
-    Ok(BatchAnswer::Tree(json!({ "_": roots })))
+    Ok(Answer::Tree(json!({ "_": roots })))
 }

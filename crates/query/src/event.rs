@@ -2,7 +2,7 @@
 //! customer of every partition in parallel, merge the partial trees.
 
 use crate::view::{osl_schema, StoredCustomer};
-use crate::QueryError;
+use crate::{Answer, QueryError};
 use osl::prefilter::{IndexProp, Prefilter};
 use osl::{
     CompileOptions, Params, Program, RenderOptions, ResultTree, RunContext, RunOutcome, SortBy,
@@ -39,14 +39,6 @@ pub struct EventQuery {
     pub prefilter: bool,
     /// `segments=`: one count column set per selection (empty: everyone).
     pub segments: Vec<Selection>,
-}
-
-/// The answer: a result tree as JSON, or (with `debug`) the program listing.
-pub enum Answer {
-    /// The rendered tree.
-    Tree(serde_json::Value),
-    /// A readable listing of the compiled program.
-    Listing(String),
 }
 
 /// Compiles `source` against `table` (after `{{name}}` substitution).

@@ -8,8 +8,9 @@
 //! partitions' indexes first, so the answer does not depend on how customers
 //! are spread over partitions), with `each_value` set to that value.
 
-use crate::event::{collect_writes, Answer, Selection, Writes};
+use crate::event::{collect_writes, Selection, Writes};
 use crate::view::{osl_schema, StoredCustomer};
+use crate::Answer;
 use crate::QueryError;
 use osl::{
     histogram_sample, CompileError, CompileOptions, ErrorCode, GroupKey, Histogram,

@@ -11,6 +11,15 @@ pub mod view;
 
 use store::StoreError;
 
+/// The answer of a scripted query: a result tree as JSON, or (with
+/// `debug=true`) a readable listing of the compiled program(s).
+pub enum Answer {
+    /// The rendered tree.
+    Tree(serde_json::Value),
+    /// A readable listing.
+    Listing(String),
+}
+
 /// Why a query failed.
 #[derive(Debug)]
 pub enum QueryError {

@@ -8,7 +8,7 @@
 
 use crate::event::collect_writes;
 use crate::view::{osl_schema, StoredCustomer};
-use crate::QueryError;
+use crate::{Answer, QueryError};
 use osl::{
     BitExpr, CompileOptions, IndexProp, Params, Program, RunContext, ScriptKind, Section,
     SectionKind, SegmentFlags,
@@ -373,14 +373,6 @@ impl ApplyObserver for SegmentRegistry {
     }
 }
 
-/// The answer of the segment endpoint.
-pub enum SegmentAnswer {
-    /// Sizes as a result tree.
-    Tree(Value),
-    /// `debug=true`: the compiled programs.
-    Listing(String),
-}
-
 /// `POST /v1/query/{table}/segment`: compiles every `@segment` section,
 /// stores the definitions, evaluates them (or answers from the cache) and
 /// returns their sizes.
@@ -391,7 +383,7 @@ pub fn segment_query(
     body: &str,
     params: &Params,
     debug: bool,
-) -> Result<SegmentAnswer, QueryError> {
+) -> Result<Answer, QueryError> {
     let text = osl::substitute_templates(body, params).map_err(QueryError::Compile)?;
     let no_sections = || QueryError::Request {
         detail: "no @segment sections could be found".into(),
@@ -409,7 +401,7 @@ pub fn segment_query(
     }
     let prepared = prepare(db, table, &sections, params)?;
     if debug {
-        return Ok(SegmentAnswer::Listing(listing(&prepared)));
+        return Ok(Answer::Listing(listing(&prepared)));
     }
     let mut sizes = define_and_evaluate(db, registry, table, prepared)?;
     sizes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -417,7 +409,7 @@ pub fn segment_query(
         .iter()
         .map(|(n, c)| json!({"g": n, "c": [c]}))
         .collect();
-    Ok(SegmentAnswer::Tree(json!({ "_": branches })))
+    Ok(Answer::Tree(json!({ "_": branches })))
 }
 
 /// Segment sections checked and compiled, ready to store.

@@ -1,16 +1,13 @@
 //! `POST /v1/query/{table}/histogram/{name}` (rest spec 5.6): one number
 //! per customer from the script's `return`, counted per bucket.
 
-use super::queries::{now_ms, script_body, script_params, selections};
-use crate::error::{not_initialized, ApiError};
-use crate::params::Params;
+use super::queries::{now_ms, respond, script_request, selections};
+use crate::error::ApiError;
 use crate::State;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State as St};
-use axum::http::{header, HeaderMap};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use query::event::Answer;
+use axum::http::HeaderMap;
+use axum::response::Response;
 use query::histogram::HistogramQuery;
 use store::schema::valid_segment_name;
 
@@ -22,20 +19,15 @@ pub async fn histogram(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if !s.db.is_initialized() {
-        return Err(not_initialized());
-    }
-    let p = Params::parse(q.as_deref())?;
+    let (p, source, debug, vars) = script_request(&s, &table, q.as_deref(), &headers, body).await?;
     if !valid_segment_name(&name) {
         return Err(ApiError::param(format!(
             "histogram name '{name}' must match [a-z0-9_][a-z0-9_.]* and be 1 to 64 characters"
         )));
     }
     let schema = s.db.table(&table).map_err(ApiError::from_query)?;
-    let source = script_body(&s, &headers, body).await?;
-    let debug = p.bool("debug", false)?;
     let lookup = |k: &str| p.get(k).map(str::to_string);
-    let mut query = HistogramQuery::from_params(&lookup, name, script_params(&p)?, now_ms())
+    let mut query = HistogramQuery::from_params(&lookup, name, vars, now_ms())
         .map_err(ApiError::from_query_error)?;
     query.selections = selections(&p, &schema)?;
     let answer = super::blocking(move || {
@@ -43,10 +35,5 @@ pub async fn histogram(
             .map_err(ApiError::from_query_error)
     })
     .await?;
-    Ok(match answer {
-        Answer::Tree(v) => Json(v).into_response(),
-        Answer::Listing(text) => {
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
-        }
-    })
+    Ok(respond(answer))
 }

@@ -10,7 +10,8 @@ use axum::extract::{Path, RawQuery, State as St};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use query::event::{Answer, EventQuery};
+use query::event::EventQuery;
+use query::Answer;
 use serde_json::Value;
 use store::ingest::text_id;
 use store::record::CustomerKey;
@@ -62,6 +63,36 @@ pub async fn not_yet(
         "general_error",
         "this endpoint is not implemented yet",
     ))
+}
+
+/// A scripted query's answer: JSON tree, or the plain-text listing of `debug=true`.
+pub(crate) fn respond(answer: Answer) -> Response {
+    match answer {
+        Answer::Tree(v) => Json(v).into_response(),
+        Answer::Listing(text) => {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
+    }
+}
+
+/// What every scripted query reads first: parameters, the script, `debug`
+/// and the typed script variables (after checking the node and the table).
+pub(crate) async fn script_request(
+    s: &State,
+    table: &str,
+    q: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Params, String, bool, osl::Params), ApiError> {
+    if !s.db.is_initialized() {
+        return Err(not_initialized());
+    }
+    let p = Params::parse(q)?;
+    s.db.table(table).map_err(ApiError::from_query)?;
+    let source = script_body(s, headers, body).await?;
+    let debug = p.bool("debug", false)?;
+    let vars = script_params(&p)?;
+    Ok((p, source, debug, vars))
 }
 
 /// Reads an OSL body: size-limited, gzip allowed, UTF-8, not empty.
@@ -187,13 +218,8 @@ pub async fn event(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if !s.db.is_initialized() {
-        return Err(not_initialized());
-    }
-    let p = Params::parse(q.as_deref())?;
+    let (p, source, debug, vars) = script_request(&s, &table, q.as_deref(), &headers, body).await?;
     let schema = s.db.table(&table).map_err(ApiError::from_query)?;
-    let source = script_body(&s, &headers, body).await?;
-    let debug = p.bool("debug", false)?;
     let segments = selections(&p, &schema)?;
     let descending = match p.get("order").map(str::to_ascii_lowercase).as_deref() {
         None | Some("desc") => true,
@@ -205,7 +231,7 @@ pub async fn event(
         }
     };
     let query = EventQuery {
-        params: script_params(&p)?,
+        params: vars,
         sort: p.get("sort").map(str::to_string),
         descending,
         trim: p.int("trim")?.filter(|&t| t > 0).map(|t| t as usize),
@@ -227,12 +253,7 @@ pub async fn event(
             .map_err(ApiError::from_query_error)
     })
     .await?;
-    Ok(match answer {
-        Answer::Tree(v) => Json(v).into_response(),
-        Answer::Listing(text) => {
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
-        }
-    })
+    Ok(respond(answer))
 }
 
 pub async fn property(
@@ -264,25 +285,14 @@ pub async fn segment(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if !s.db.is_initialized() {
-        return Err(not_initialized());
-    }
-    let p = Params::parse(q.as_deref())?;
-    s.db.table(&table).map_err(ApiError::from_query)?;
-    let source = script_body(&s, &headers, body).await?;
-    let debug = p.bool("debug", false)?;
-    let params = script_params(&p)?;
+    let (_, source, debug, params) =
+        script_request(&s, &table, q.as_deref(), &headers, body).await?;
     let answer = super::blocking(move || {
         query::segment::segment_query(&s.db, &s.segments, &table, &source, &params, debug)
             .map_err(ApiError::from_query_error)
     })
     .await?;
-    Ok(match answer {
-        query::segment::SegmentAnswer::Tree(v) => Json(v).into_response(),
-        query::segment::SegmentAnswer::Listing(text) => {
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
-        }
-    })
+    Ok(respond(answer))
 }
 
 pub async fn batch(
@@ -292,14 +302,8 @@ pub async fn batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if !s.db.is_initialized() {
-        return Err(not_initialized());
-    }
-    let p = Params::parse(q.as_deref())?;
-    s.db.table(&table).map_err(ApiError::from_query)?;
-    let source = script_body(&s, &headers, body).await?;
-    let debug = p.bool("debug", false)?;
-    let params = script_params(&p)?;
+    let (_, source, debug, params) =
+        script_request(&s, &table, q.as_deref(), &headers, body).await?;
     let answer = super::blocking(move || {
         query::batch::batch_query(
             &s.db,
@@ -313,10 +317,5 @@ pub async fn batch(
         .map_err(ApiError::from_query_error)
     })
     .await?;
-    Ok(match answer {
-        query::batch::BatchAnswer::Tree(v) => Json(v).into_response(),
-        query::batch::BatchAnswer::Listing(text) => {
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
-        }
-    })
+    Ok(respond(answer))
 }
