@@ -10,8 +10,6 @@ use osl::{
 };
 use roaring::RoaringBitmap;
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use store::codec::ScalarRef;
 use store::index::EVENT_PROP;
 use store::partition::TablePartition;
@@ -200,68 +198,36 @@ pub fn run_all(
     };
     let schema = db.table(table)?;
     let prefilter = if prefilter { program.prefilter() } else { None };
-    let engine = db.engine()?;
-    let partitions = engine.partition_count() as usize;
-    let next = AtomicUsize::new(0);
-    let failed: Mutex<Option<QueryError>> = Mutex::new(None);
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(partitions)
-        .max(1);
-    let results: Vec<(ResultTree, Writes)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut tree = program.new_tree(selections.len());
-                    let mut writes = Writes::new();
-                    loop {
-                        let p = next.fetch_add(1, Ordering::Relaxed);
-                        if p >= partitions || failed.lock().map(|f| f.is_some()).unwrap_or(true) {
-                            break;
-                        }
-                        let part = engine.read(p as u32);
-                        let Some(tp) = part.tables.get(&schema.uid) else {
-                            continue;
-                        };
-                        let mut state = program.new_state();
-                        let cands = prefilter.as_ref().map(|pf| candidates(pf, tp));
-                        for (i, sel) in selections.iter().enumerate() {
-                            let ctx = RunContext {
-                                segment: i,
-                                ..ctx.clone()
-                            };
-                            let chosen: Box<dyn Iterator<Item = u32>> =
-                                match selected(tp, sel, cands.as_ref()) {
-                                    Some(b) => Box::new(b.into_iter()),
-                                    None => Box::new(0..tp.customers.len() as u32),
-                                };
-                            for ci in chosen {
-                                let Some(view) = StoredCustomer::of(tp, ci) else {
-                                    continue;
-                                };
-                                match program.run(&view, &ctx, &mut state, &mut tree) {
-                                    Ok(outcome) => {
-                                        collect_writes(view.customer, outcome, &mut writes)
-                                    }
-                                    Err(e) => {
-                                        if let Ok(mut f) = failed.lock() {
-                                            f.get_or_insert(QueryError::Runtime(e));
-                                        }
-                                        return (tree, writes);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    (tree, writes)
-                })
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    });
-    if let Some(e) = failed.into_inner().ok().flatten() {
-        return Err(e);
-    }
+    let results = crate::parallel::for_each_partition(
+        db.engine()?,
+        schema.uid,
+        || (program.new_tree(selections.len()), Writes::new()),
+        |(tree, writes), _, tp| {
+            let mut state = program.new_state();
+            let cands = prefilter.as_ref().map(|pf| candidates(pf, tp));
+            for (i, sel) in selections.iter().enumerate() {
+                let ctx = RunContext {
+                    segment: i,
+                    ..ctx.clone()
+                };
+                let chosen: Box<dyn Iterator<Item = u32>> = match selected(tp, sel, cands.as_ref())
+                {
+                    Some(b) => Box::new(b.into_iter()),
+                    None => Box::new(0..tp.customers.len() as u32),
+                };
+                for ci in chosen {
+                    let Some(view) = StoredCustomer::of(tp, ci) else {
+                        continue;
+                    };
+                    let outcome = program
+                        .run(&view, &ctx, &mut state, tree)
+                        .map_err(QueryError::Runtime)?;
+                    collect_writes(view.customer, outcome, writes);
+                }
+            }
+            Ok(())
+        },
+    )?;
     let mut merged = program.new_tree(selections.len());
     let mut all_writes = Writes::new();
     for (t, w) in results {

@@ -17,8 +17,7 @@ use osl::{
     HistogramOptions, Params, Pos, Program, RunContext, RuntimeError, Sample, ScriptKind, Value,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use store::index::EVENT_PROP;
 use store::ingest::fixed_to_double;
 use store::schema::{PropType, TableSchema};
@@ -509,52 +508,14 @@ fn run_all(
     selections: &[Selection],
 ) -> Result<Histogram, QueryError> {
     let segments = selections.len();
-    let engine = db.engine()?;
-    let partitions = engine.partition_count() as usize;
-    let next = AtomicUsize::new(0);
-    let failed: Mutex<Option<QueryError>> = Mutex::new(None);
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(partitions)
-        .max(1);
-    let results: Vec<(Histogram, Writes)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut hist = Histogram::new(opts.clone(), segments);
-                    let mut writes = Writes::new();
-                    loop {
-                        let p = next.fetch_add(1, Ordering::Relaxed);
-                        if p >= partitions || failed.lock().map(|f| f.is_some()).unwrap_or(true) {
-                            break;
-                        }
-                        let part = engine.read(p as u32);
-                        let Some(tp) = part.tables.get(&schema.uid) else {
-                            continue;
-                        };
-                        if let Err(e) =
-                            run_partition(tp, program, runs, selections, &mut hist, &mut writes)
-                        {
-                            if let Ok(mut f) = failed.lock() {
-                                f.get_or_insert(QueryError::Runtime(e));
-                            }
-                            break;
-                        }
-                    }
-                    (hist, writes)
-                })
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    });
-    if let Some(e) = failed.into_inner().ok().flatten() {
-        return Err(e);
-    }
-    if results.len() != workers {
-        return Err(QueryError::Store(store::StoreError::Unavailable(
-            "a query worker failed".into(),
-        )));
-    }
+    let results = crate::parallel::for_each_partition(
+        db.engine()?,
+        schema.uid,
+        || (Histogram::new(opts.clone(), segments), Writes::new()),
+        |(hist, writes), _, tp| {
+            run_partition(tp, program, runs, selections, hist, writes).map_err(QueryError::Runtime)
+        },
+    )?;
     let mut merged = Histogram::new(opts.clone(), segments);
     let mut all_writes = Writes::new();
     for (h, w) in results {

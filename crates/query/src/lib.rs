@@ -5,6 +5,7 @@ pub mod batch;
 pub mod customer;
 pub mod event;
 pub mod histogram;
+pub mod parallel;
 pub mod property;
 pub mod segment;
 pub mod view;

@@ -16,7 +16,6 @@ use osl::{
 use roaring::RoaringBitmap;
 use rustc_hash::FxHashMap;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use store::db::ApplyObserver;
 use store::index::EVENT_PROP;
@@ -155,15 +154,11 @@ impl SegmentRegistry {
         seg: &CompiledSegment,
     ) -> Result<u64, QueryError> {
         let engine = db.engine()?;
-        let n = engine.partition_count() as usize;
         let ctx = RunContext {
             now: now_ms(),
             session_time: schema.settings.session_time,
             ..RunContext::default()
         };
-        let next = AtomicUsize::new(0);
-        let failed: Mutex<Option<QueryError>> = Mutex::new(None);
-        let writes = Mutex::new(Vec::new());
         let prefilter = seg.program.prefilter();
         // Answered by bitmap algebra alone when the script's shape allows it
         // and every segment it reads exists (else running reports the error).
@@ -172,70 +167,51 @@ impl SegmentRegistry {
                 .iter()
                 .all(|n| schema.segments.contains_key(*n))
         });
-        let workers = std::thread::available_parallelism()
-            .map_or(2, |c| c.get())
-            .min(n)
-            .max(1);
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| loop {
-                    let p = next.fetch_add(1, Ordering::Relaxed);
-                    if p >= n {
-                        break;
-                    }
-                    let mut local_writes = Vec::new();
-                    let members = {
-                        let part = engine.read(p as u32);
-                        let Some(tp) = part.tables.get(&schema.uid) else {
-                            continue;
-                        };
-                        let mut state = seg.program.new_state();
-                        let mut tree = seg.program.new_tree(1);
-                        if let Some(expr) = &index_only {
-                            Some(bits(expr, tp))
-                        } else {
-                            let mut members = RoaringBitmap::new();
-                            // Customers the pre-filter rules out cannot return true.
-                            let chosen: Box<dyn Iterator<Item = u32>> = match &prefilter {
-                                Some(pf) => Box::new(crate::event::candidates(pf, tp).into_iter()),
-                                None => Box::new(0..tp.customers.len() as u32),
-                            };
-                            for ci in chosen {
-                                let Some(view) = StoredCustomer::of(tp, ci) else {
-                                    continue;
-                                };
-                                match seg.program.run(&view, &ctx, &mut state, &mut tree) {
-                                    Ok(outcome) => {
-                                        if outcome.is_member() {
-                                            members.insert(ci);
-                                        }
-                                        collect_writes(view.customer, outcome, &mut local_writes);
-                                    }
-                                    Err(e) => {
-                                        if let Ok(mut f) = failed.lock() {
-                                            f.get_or_insert(QueryError::Runtime(e));
-                                        }
-                                        return;
-                                    }
-                                }
-                            }
-                            Some(members)
-                        }
+        type Acc = (Vec<(u32, RoaringBitmap)>, crate::event::Writes);
+        let results = crate::parallel::for_each_partition(
+            engine,
+            schema.uid,
+            || -> Acc { (Vec::new(), Vec::new()) },
+            |(members, writes), p, tp| {
+                if let Some(expr) = &index_only {
+                    members.push((p, bits(expr, tp)));
+                    return Ok(());
+                }
+                let mut state = seg.program.new_state();
+                let mut tree = seg.program.new_tree(1);
+                let mut found = RoaringBitmap::new();
+                // Customers the pre-filter rules out cannot return true.
+                let chosen: Box<dyn Iterator<Item = u32>> = match &prefilter {
+                    Some(pf) => Box::new(crate::event::candidates(pf, tp).into_iter()),
+                    None => Box::new(0..tp.customers.len() as u32),
+                };
+                for ci in chosen {
+                    let Some(view) = StoredCustomer::of(tp, ci) else {
+                        continue;
                     };
-                    let Some(members) = members else { continue };
-                    if let Some(tp) = engine.write(p as u32).tables.get_mut(&schema.uid) {
-                        tp.segments.insert(seg.def.name.clone(), members);
+                    let outcome = seg
+                        .program
+                        .run(&view, &ctx, &mut state, &mut tree)
+                        .map_err(QueryError::Runtime)?;
+                    if outcome.is_member() {
+                        found.insert(ci);
                     }
-                    if let Ok(mut w) = writes.lock() {
-                        w.extend(local_writes);
-                    }
-                });
+                    collect_writes(view.customer, outcome, writes);
+                }
+                members.push((p, found));
+                Ok(())
+            },
+        )?;
+        let mut all_writes = Vec::new();
+        for (members, writes) in results {
+            for (p, bitmap) in members {
+                if let Some(tp) = engine.write(p).tables.get_mut(&schema.uid) {
+                    tp.segments.insert(seg.def.name.clone(), bitmap);
+                }
             }
-        });
-        if let Some(e) = failed.into_inner().ok().flatten() {
-            return Err(e);
+            all_writes.extend(writes);
         }
-        db.write_customer_properties(&schema.name, &writes.into_inner().unwrap_or_default())?;
+        db.write_customer_properties(&schema.name, &all_writes)?;
         if let Ok(mut c) = self.computed_at.lock() {
             c.insert((schema.uid, seg.def.name.clone()), ctx.now);
         }
