@@ -588,7 +588,17 @@ impl<C: CustomerView> Interp<'_, C> {
     fn each_row(&mut self, m: &IterMods, cond: Option<&Expr>, body: &[Stmt]) -> RtResult<Flow> {
         let mut flow = Flow::Normal;
         self.loop_depth += 1;
+        // When the condition starts with `event.is(== "text")`, rows of other
+        // events fail it before anything else is evaluated, so they can be
+        // passed over by comparing one dictionary id (`None`: the text is in
+        // no row of this partition).
+        let guard = cond.and_then(event_guard).map(|idx| self.text_id(idx));
         let r = self.scan(m, &mut |me: &mut Self| {
+            match guard {
+                Some(None) => return Ok((false, false)),
+                Some(Some(id)) if me.c.event(me.cursor) != id => return Ok((false, false)),
+                _ => {}
+            }
             if let Some(c) = cond {
                 if !me.eval(c)?.truthy() {
                     return Ok((false, false));
@@ -1324,4 +1334,23 @@ fn _assert_send_sync() {
     is::<Program>();
     is::<ResultTree>();
     is::<HashMap<u8, u8>>();
+}
+
+/// The text constant of a leading `event.is(== "text")` in a condition
+/// (the left-most operand of a chain of `&&`), whose failure decides the
+/// whole condition without evaluating anything else.
+fn event_guard(e: &Expr) -> Option<u32> {
+    match e {
+        Expr::Filter(f)
+            if matches!(f.prop, PropRef::Event)
+                && f.mode == FilterMode::Is
+                && f.cmp == CmpOp::Eq
+                && !f.next
+                && !f.scope.is_some() =>
+        {
+            f.text_const
+        }
+        Expr::And(a, _) => event_guard(a),
+        _ => None,
+    }
 }

@@ -1750,3 +1750,49 @@ fn prefilter_is_sound_on_random_conditions() {
         "filtered {filtered}, skipped {skipped}"
     );
 }
+
+/// The `event.is(== ...)` row guard of `each_row` changes no answer: the
+/// same condition with the guard hidden behind `true &&` (so every row is
+/// evaluated in full) gives the same tree.
+#[test]
+fn each_row_event_guard_changes_nothing() {
+    let mut p = TestPartition::new(schema());
+    let events = ["order", "view", "cart", "view", "order", "refund"];
+    for c in 0..40u32 {
+        let i = p.add_customer(&format!("c{c}"));
+        for r in 0..(c % 13) {
+            let ev = events[((c * 7 + r * 3) % 6) as usize];
+            let title = if (c + r) % 3 == 0 { "Dune" } else { "Emma" };
+            p.add_row(
+                i,
+                1_700_000_000_000 + i64::from(r) * 3_600_000,
+                ev,
+                &[("title", t(title)), ("qty", Value::Int(i64::from(r)))],
+            );
+        }
+    }
+    let scripts = [
+        "each_row where {C}\n  << title\nend",
+        "each_row where {C} && qty > 2\n  x = title\n  each_row.continue().next().limit(1) where {C}\n    << x, title\n  end\nend",
+        "each_row.reverse().limit(2) where {C}\n  << qty\nend",
+    ];
+    for cond in [
+        "event.is(== \"order\")",
+        "event.is(== \"view\")",
+        "event.is(== \"missing\")",
+    ] {
+        for s in scripts {
+            let guarded = compile_ok(&s.replace("{C}", cond));
+            let plain = compile_ok(&s.replace("{C}", &format!("true && {cond}")));
+            let run = |prog: &Program| {
+                let mut tree = prog.new_tree(1);
+                let mut st = prog.new_state();
+                for i in 0..p.customers.len() {
+                    prog.run(&p.view(i), &ctx(), &mut st, &mut tree).ok();
+                }
+                tree.render(&RenderOptions::default())
+            };
+            assert_eq!(run(&guarded), run(&plain), "{cond}: {s}");
+        }
+    }
+}
