@@ -106,6 +106,18 @@ fn protocol_rules_cors_preflight_404_405_trailing_slash() {
     assert!(na.json["error"]["detail"].is_string());
     assert!(na.header("allow").unwrap().contains("GET"));
     assert_eq!(s.get("/v1/tables/").json, json!([]));
+    let bad = s.get("/v1/tables?x=%FF%FE");
+    assert_eq!(
+        bad.status, 400,
+        "invalid UTF-8 in a decoded parameter: {}",
+        bad.text
+    );
+    let bad_path = s.get("/v1/table/%FF");
+    assert_eq!(bad_path.status, 400, "{}", bad_path.text);
+    assert_eq!(
+        bad_path.json["error"]["class"], "config",
+        "JSON even for the router's own rejections"
+    );
     let long = format!("/v1/tables?x={}", "a".repeat(17_000));
     assert_eq!(s.get(&long).status, 400);
 }

@@ -118,6 +118,12 @@ async fn protocol(req: Request, next: Next, max_url: usize) -> Response {
         r
     } else if req.uri().to_string().len() > max_url {
         ApiError::param(format!("URL is over the limit of {max_url} bytes")).into_response()
+    } else if let Some(e) = req.uri().query().and_then(|q| {
+        q.split(['&', '='])
+            .find_map(|part| params::decode(part).err())
+    }) {
+        // Every decoded parameter must be UTF-8, whether the endpoint reads it or not.
+        e.into_response()
     } else {
         let path = req.uri().path().to_string();
         let r = next.run(req).await;
@@ -133,6 +139,24 @@ async fn protocol(req: Request, next: Next, max_url: usize) -> Response {
                 format!("no route for {path}"),
             )
             .into_response(),
+            status
+                if status.is_client_error()
+                    && !is_json
+                    && status != StatusCode::METHOD_NOT_ALLOWED =>
+            {
+                // An extractor's own rejection (a path that does not decode,
+                // say): same status, the spec's error JSON.
+                let bytes = axum::body::to_bytes(r.into_body(), 64 * 1024)
+                    .await
+                    .unwrap_or_default();
+                ApiError::new(
+                    status,
+                    "config",
+                    "general_error",
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                )
+                .into_response()
+            }
             StatusCode::METHOD_NOT_ALLOWED if !is_json => {
                 let allow = r.headers().get(header::ALLOW).cloned();
                 let mut e = ApiError::new(

@@ -14,7 +14,9 @@ impl Params {
     /// Parses a raw query string.
     pub fn parse(query: Option<&str>) -> Result<Params, ApiError> {
         let mut map = HashMap::new();
-        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let (k, v) = (decode(k)?, decode(v)?);
             // Script variables keep the case of their name part.
             let key = match k.find('_') {
                 Some(i)
@@ -27,7 +29,7 @@ impl Params {
                 }
                 _ => k.to_ascii_lowercase(),
             };
-            if map.insert(key.clone(), v.into_owned()).is_some() {
+            if map.insert(key.clone(), v).is_some() {
                 return Err(ApiError::param(format!(
                     "parameter '{key}' is given more than once"
                 )));
@@ -70,6 +72,19 @@ impl Params {
     }
 }
 
+/// Percent-decodes one name or value (`+` is a space); invalid UTF-8 is a 400.
+pub(crate) fn decode(raw: &str) -> Result<String, ApiError> {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| {
+            ApiError::param(format!(
+                "query string part '{raw}' is not valid UTF-8 once decoded"
+            ))
+        })
+}
+
 /// Reads a boolean parameter value.
 pub fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
@@ -96,5 +111,10 @@ mod tests {
             .bool("b", false)
             .is_err());
         assert!(Params::parse(Some("n=x")).unwrap().int("n").is_err());
+        assert!(
+            Params::parse(Some("str_x=%FF%FE")).is_err(),
+            "invalid UTF-8"
+        );
+        assert_eq!(Params::parse(Some("a=%C3%A9")).unwrap().get("a"), Some("é"));
     }
 }
