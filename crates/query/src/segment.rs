@@ -476,8 +476,24 @@ pub fn define_and_evaluate(
         .map(|d| d.name.clone())
         .collect();
     let names: Vec<String> = prepared.defs.iter().map(|(d, _)| d.name.clone()).collect();
-    let stored = db.define_segments(table, prepared.defs.into_iter().map(|(d, _)| d).collect())?;
-    registry.reload(&stored);
+    // Re-posting unchanged definitions (the common case for dashboards)
+    // skips the durable catalog write and the recompile.
+    let unchanged = prepared.defs.iter().all(|(d, _)| {
+        schema.segments.get(&d.name).is_some_and(|old| {
+            SegmentDef {
+                seq: 0,
+                ..old.clone()
+            } == *d
+        })
+    }) && registry.segments_of(schema.uid).is_some();
+    let stored = if unchanged {
+        schema.clone()
+    } else {
+        let stored =
+            db.define_segments(table, prepared.defs.into_iter().map(|(d, _)| d).collect())?;
+        registry.reload(&stored);
+        stored
+    };
     let to_compute: Vec<String> = names
         .iter()
         .filter(|n| !cached.contains(n))
