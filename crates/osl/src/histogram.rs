@@ -4,8 +4,8 @@
 
 use crate::result_tree::GroupKey;
 use crate::value::{numeric_text, Value};
+use rustc_hash::FxHashMap as HashMap;
 use serde_json::{Map, Number, Value as J};
-use std::collections::HashMap;
 
 /// One histogram sample: the value quantised to 4 decimals (×10,000).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,7 +98,7 @@ impl Histogram {
             opts,
             segments: segments.max(1),
             root: vec![0; segments.max(1)],
-            levels: HashMap::new(),
+            levels: HashMap::default(),
             all_int: true,
         }
     }
@@ -130,7 +130,7 @@ impl Histogram {
             let b = self.bucketed(s.scaled);
             let level = self.levels.entry(key.clone()).or_insert_with(|| Level {
                 counts: vec![0; width],
-                samples: HashMap::new(),
+                samples: HashMap::default(),
             });
             if let Some(c) = level.counts.get_mut(seg) {
                 *c += 1;
@@ -152,7 +152,7 @@ impl Histogram {
         for (k, lv) in other.levels {
             let mine = self.levels.entry(k).or_insert_with(|| Level {
                 counts: vec![0; width],
-                samples: HashMap::new(),
+                samples: HashMap::default(),
             });
             for (a, b) in mine.counts.iter_mut().zip(lv.counts.iter()) {
                 *a += b;
@@ -276,7 +276,7 @@ fn fill(
     let hi = max.map_or(largest, scaled);
     let lo = scaled((lo_f / b + 1e-9).floor() * b);
     let step = scaled(b).max(1);
-    let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
+    let mut out: HashMap<i64, Vec<i64>> = HashMap::default();
     let mut top = vec![0i64; width];
     for (k, c) in entries {
         if k >= hi {

@@ -13,8 +13,8 @@ use crate::value::{
     TOO_DEEP,
 };
 use crate::view::{CustomerId, CustomerView, CustomerWrite, RunContext, RunOutcome, StoredValue};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// De-duplication key of one push for one column (§10.2).
@@ -1137,7 +1137,7 @@ impl<C: CustomerView> Interp<'_, C> {
         let seg = self.ctx.segment.min(self.out.segments() - 1);
         let ncols = self.prog.columns.len();
         let (roots, next_id, width) = self.out.parts_mut();
-        let mut level: &mut std::collections::HashMap<GroupKey, Node> = roots;
+        let mut level: &mut HashMap<GroupKey, Node> = roots;
         for key in path {
             let node = ResultTree::child_mut(level, next_id, width, key);
             for (ci, (v, dk)) in cols.iter().enumerate() {

@@ -8,9 +8,9 @@
 //! partitions order-independent.
 
 use crate::ast::{PropKind, PropRef};
+use rustc_hash::FxHashMap as HashMap;
 use serde_json::{Map, Number, Value as J};
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A `select` aggregator.
@@ -268,7 +268,7 @@ impl ResultTree {
         ResultTree {
             columns: Arc::from(columns),
             segments: segments.max(1),
-            roots: HashMap::new(),
+            roots: HashMap::default(),
             next_id: 1,
         }
     }
@@ -314,7 +314,7 @@ impl ResultTree {
                 Node {
                     id,
                     accs: vec![Acc::default(); width],
-                    children: HashMap::new(),
+                    children: HashMap::default(),
                 },
             );
         }
