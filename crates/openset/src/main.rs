@@ -57,6 +57,9 @@ struct ServeArgs {
     /// Most records in one insert request.
     #[arg(long, env = "OPENSET_MAX_INSERT_RECORDS", default_value_t = 100_000)]
     max_insert_records: usize,
+    /// Report every 4xx other than 401 and 403 as 400, as the original did.
+    #[arg(long, env = "OPENSET_LEGACY_STATUS_CODES")]
+    legacy_status_codes: bool,
     /// Test-only: run queries without index pre-filters.
     #[arg(long, hide = true)]
     no_prefilter: bool,
@@ -122,6 +125,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 max_body: args.max_body_bytes,
                 max_records: args.max_insert_records,
                 prefilter: !args.no_prefilter,
+                legacy_status_codes: args.legacy_status_codes,
                 ..Default::default()
             },
             started: Instant::now(),

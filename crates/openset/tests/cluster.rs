@@ -131,3 +131,15 @@ fn second_server_on_the_same_directory_refuses_to_start() {
     assert!(err.contains("in use by another openset process"), "{err}");
     assert_eq!(first.get("/ping").status, 200);
 }
+
+#[test]
+fn legacy_status_codes_fold_4xx_into_400() {
+    let s = Server::start(&["--partitions", "1", "--legacy-status-codes"]);
+    let nf = s.get("/v1/table/nope");
+    assert_eq!(nf.status, 400, "404 becomes 400");
+    assert_eq!(nf.detail(), "table not found", "the body is unchanged");
+    assert_eq!(s.delete("/v1/tables").status, 400, "405 becomes 400");
+    assert_eq!(s.get("/ping").status, 200);
+    let plain = Server::start(&["--partitions", "1"]);
+    assert_eq!(plain.get("/v1/table/nope").status, 404);
+}

@@ -32,6 +32,9 @@ pub struct ServerConfig {
     pub max_script: usize,
     /// Use index pre-filters in queries (off only to test they change nothing).
     pub prefilter: bool,
+    /// Report every 4xx other than 401 and 403 as 400 (rest spec 1.4), for
+    /// clients of the original that test for 400 exactly.
+    pub legacy_status_codes: bool,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +47,7 @@ impl Default for ServerConfig {
             max_url: 16 << 10,
             max_script: 1 << 20,
             prefilter: true,
+            legacy_status_codes: false,
         }
     }
 }
@@ -66,8 +70,9 @@ pub type State = Arc<AppState>;
 /// The service: routes wrapped in the protocol rules that apply to every path.
 pub fn app(state: State) -> axum::Router {
     let max_url = state.config.max_url;
+    let legacy = state.config.legacy_status_codes;
     routes::router(state).layer(axum::middleware::from_fn(move |req, next| {
-        protocol(req, next, max_url)
+        protocol(req, next, max_url, legacy)
     }))
 }
 
@@ -103,7 +108,7 @@ fn strip_trailing_slash(mut req: Request) -> Request {
 const ALLOW_METHODS: &str = "GET, POST, PUT, DELETE, OPTIONS";
 
 /// CORS, preflight, URL limit, and JSON bodies for the router's own 404/405.
-async fn protocol(req: Request, next: Next, max_url: usize) -> Response {
+async fn protocol(req: Request, next: Next, max_url: usize, legacy_status_codes: bool) -> Response {
     let mut resp = if req.method() == Method::OPTIONS {
         let mut r = StatusCode::NO_CONTENT.into_response();
         let h = r.headers_mut();
@@ -174,6 +179,15 @@ async fn protocol(req: Request, next: Next, max_url: usize) -> Response {
             _ => r,
         }
     };
+    if legacy_status_codes
+        && resp.status().is_client_error()
+        && !matches!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        )
+    {
+        *resp.status_mut() = StatusCode::BAD_REQUEST;
+    }
     resp.headers_mut()
         .insert("access-control-allow-origin", HeaderValue::from_static("*"));
     resp
