@@ -60,6 +60,9 @@ struct ServeArgs {
     /// Report every 4xx other than 401 and 403 as 400, as the original did.
     #[arg(long, env = "OPENSET_LEGACY_STATUS_CODES")]
     legacy_status_codes: bool,
+    /// Test-only: run retention this often (ms) instead of each table's `maint_interval`.
+    #[arg(long, hide = true)]
+    maint_interval_ms: Option<u64>,
     /// Test-only: run queries without index pre-filters.
     #[arg(long, hide = true)]
     no_prefilter: bool,
@@ -141,6 +144,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 }
             })
             .map_err(|e| e.to_string())?;
+        // Retention (event_ttl / event_max) runs per table every maint_interval.
+        let keeper = state.clone();
+        let override_ms = args.maint_interval_ms;
+        std::thread::Builder::new()
+            .name("retention".into())
+            .spawn(move || retention_loop(&keeper.db, override_ms))
+            .map_err(|e| e.to_string())?;
         // Tests and scripts read this line to learn the port.
         println!("listening on {addr}");
         tracing::info!(%addr, data_dir = %args.data_dir.display(), "serving");
@@ -148,6 +158,36 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())
     })
+}
+
+/// Runs each table's retention when its `maint_interval` (or the test
+/// override) has passed since the last run.
+fn retention_loop(db: &store::Db, override_ms: Option<u64>) {
+    let mut last: std::collections::HashMap<u64, Instant> = std::collections::HashMap::new();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(
+            override_ms.unwrap_or(1000).min(1000),
+        ));
+        if !db.is_initialized() {
+            continue;
+        }
+        for (name, schema) in db.catalog().tables.iter() {
+            let every = override_ms.unwrap_or(schema.settings.maint_interval.max(0) as u64);
+            let due = last
+                .get(&schema.uid)
+                .is_none_or(|t| t.elapsed().as_millis() as u64 >= every);
+            if !due {
+                continue;
+            }
+            last.insert(schema.uid, Instant::now());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            if let Err(e) = db.run_retention(name, now) {
+                tracing::warn!(table = %name, error = %e, "retention failed");
+            }
+        }
+    }
 }
 
 fn load_sample(db: &store::Db) -> Result<(), String> {

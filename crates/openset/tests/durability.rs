@@ -259,3 +259,69 @@ fn a_full_disk_fails_the_insert_and_keeps_the_store_whole() {
     s2.insert_ok("t", &json!([{"id": 0, "stamp": 5, "event": "a"}]));
     assert_eq!(count(&s2), acked * 10 + 1);
 }
+
+#[test]
+fn retention_trims_old_and_excess_events_through_the_log() {
+    let mut s = Server::start(&["--partitions", "3", "--maint-interval-ms", "100"]);
+    s.create_table(
+        "t",
+        &json!({"id_type": "numeric", "properties": [{"name": "v", "type": "int"}], "settings": {"event_ttl": 86_400_000}}),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let day = 86_400_000i64;
+    s.insert_ok(
+        "t",
+        &json!([
+            {"id": 1, "stamp": now - 10 * day, "event": "e", "v": 1},
+            {"id": 1, "stamp": now - 5 * day, "event": "e", "v": 2},
+            {"id": 1, "stamp": now - 3_600_000, "event": "e", "v": 3},
+            {"id": 1, "stamp": now - 60_000, "event": "e", "v": 4},
+            {"id": 2, "stamp": now - 3 * day, "event": "e", "v": 5}
+        ]),
+    );
+    let events = |s: &Server| {
+        s.get("/v1/status").json["counts"]["events"]
+            .as_u64()
+            .unwrap()
+    };
+    let wait_for = |s: &Server, n: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while events(s) != n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "retention did not reach {n} events: {}",
+                events(s)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(&s, 2);
+    let values = |s: &Server| {
+        let p = s.get("/v1/query/t/property/v").json;
+        let mut v: Vec<i64> = p["_"][0]["_"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["g"].as_i64().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(values(&s), [3, 4], "the index forgets trimmed values");
+    assert_eq!(s.get("/v1/query/t/customer?id=2").json["events"], json!([]));
+    let a = s.request(
+        "PUT",
+        "/v1/table/t/settings",
+        Some(br#"{"event_max": 1}"#),
+        &[],
+    );
+    assert_eq!(a.status, 200);
+    wait_for(&s, 1);
+    assert_eq!(values(&s), [4]);
+    s.restart(&[]).unwrap();
+    assert_eq!(events(&s), 1, "replay trims the same events");
+    assert_eq!(values(&s), [4]);
+}

@@ -25,6 +25,7 @@ pub struct DecodeError(pub usize);
 
 const FLAG_EVENT: u8 = 1;
 const FLAG_TEXT_ID: u8 = 2;
+const FLAG_RETENTION: u8 = 4;
 
 /// A customer id, borrowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -104,6 +105,17 @@ pub fn encode_record(
             put_prop(out, p.prop, p.kind, p.values.iter());
         }
     }
+}
+
+/// Appends a retention record: apply drops every event of the table's
+/// customers older than `cutoff` (0: none), then all but the newest `max`
+/// (0: no limit). Logged like any record, so replay trims identically.
+pub fn encode_retention(out: &mut Vec<u8>, cutoff: i64, max: i64) {
+    out.push(FLAG_RETENTION);
+    out.extend_from_slice(&max.to_le_bytes());
+    out.extend_from_slice(&cutoff.to_le_bytes());
+    put_prop_count(out, 0);
+    put_prop_count(out, 0);
 }
 
 /// Writes a record's head; two prop sections (event, then customer) must follow,
@@ -234,6 +246,9 @@ pub struct RecordView<'a> {
     pub props: PropsView<'a>,
     /// Customer property writes, ascending id; no values means removal.
     pub customer_props: PropsView<'a>,
+    /// A retention record (see [`encode_retention`]): `stamp` is the cutoff
+    /// and `id` (numeric) the per-customer maximum.
+    pub retention: bool,
 }
 
 /// A checked props section.
@@ -335,12 +350,14 @@ pub fn decode_entry(buf: &[u8]) -> Result<(u64, Vec<RecordView<'_>>), DecodeErro
         };
         let props = r.props()?;
         let customer_props = r.props()?;
+        let retention = flags & FLAG_RETENTION != 0;
         records.push(RecordView {
             id,
             stamp,
             event,
             props,
             customer_props,
+            retention,
         });
     }
     Ok((table_uid, records))

@@ -575,6 +575,36 @@ impl Db {
         Ok(())
     }
 
+    /// Applies the table's retention settings (`event_ttl`, `event_max`) as
+    /// of `now_ms`, through the log so replay trims the same events. Does
+    /// nothing when both are off.
+    pub fn run_retention(&self, table: &str, now_ms: i64) -> Result<(), StoreError> {
+        let engine = self.engine()?;
+        let schema = self.table(table)?;
+        let settings = &schema.settings;
+        if settings.event_ttl <= 0 && settings.event_max <= 0 {
+            return Ok(());
+        }
+        let cutoff = if settings.event_ttl > 0 {
+            now_ms.saturating_sub(settings.event_ttl).max(1)
+        } else {
+            0
+        };
+        let entries: Vec<PartEntry> = (0..engine.partition_count)
+            .map(|p| {
+                let mut buf = Vec::new();
+                begin_entry(schema.uid, &mut buf);
+                crate::codec::encode_retention(&mut buf, cutoff, settings.event_max.max(0));
+                (p, buf)
+            })
+            .collect();
+        let (reply, rx) = mpsc::sync_channel(1);
+        engine.submit(Msg::Append { entries, reply })?;
+        rx.recv()
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the writer has stopped".into())))?;
+        Ok(())
+    }
+
     /// Installs the observer of applied inserts (once).
     pub fn set_observer(&self, observer: Arc<dyn ApplyObserver>) {
         let _ = self.shared.observer.set(observer);
@@ -693,7 +723,7 @@ fn apply_records(
     let table = state.tables.entry(uid).or_default();
     for r in records {
         let ci = table.apply(&schema, r, true);
-        if let Some(t) = touched.as_deref_mut() {
+        if let (Some(t), false) = (touched.as_deref_mut(), r.retention) {
             t.push((uid, ci));
         }
     }

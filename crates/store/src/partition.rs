@@ -226,6 +226,14 @@ impl TablePartition {
     /// snapshot already holds exactly the stored rows.
     /// Returns the customer's index in the partition.
     pub fn apply(&mut self, schema: &TableSchema, rec: &RecordView<'_>, dedup: bool) -> u32 {
+        if rec.retention {
+            let max = match rec.id {
+                KeyRef::Num(n) => n,
+                KeyRef::Text(_) => 0,
+            };
+            self.trim(rec.stamp, max);
+            return u32::MAX;
+        }
         let ci = match self.index_of(rec.id) {
             Some(i) => i,
             None => {
@@ -304,6 +312,50 @@ impl TablePartition {
         }
         self.scratch = row;
         ci as u32
+    }
+
+    /// Retention (rest spec 3.6): drops every customer's events older than
+    /// `cutoff` (0: none), then all but the newest `max` (0: no limit), and
+    /// brings the index in line with the rows that remain.
+    pub fn trim(&mut self, cutoff: i64, max: i64) {
+        for (ci, c) in self.customers.iter_mut().enumerate() {
+            let ev = &mut c.events;
+            let n = ev.len();
+            let mut start = if cutoff > 0 {
+                ev.stamps.partition_point(|&s| s < cutoff)
+            } else {
+                0
+            };
+            if max > 0 && n - start > max as usize {
+                start = n - max as usize;
+            }
+            if start == 0 {
+                continue;
+            }
+            let ci = ci as u32;
+            // Forget the customer's event values, then index what remains.
+            for i in 0..n {
+                self.index.remove(EVENT_PROP, u64::from(ev.names[i]), ci);
+                for cell in ev.row_cells(i) {
+                    self.index.remove(cell.prop, cell.value, ci);
+                }
+            }
+            let cut = ev.cell_start[start];
+            ev.stamps.drain(..start);
+            ev.names.drain(..start);
+            ev.cells.drain(..cut as usize);
+            ev.cell_start.drain(..start);
+            for s in &mut ev.cell_start {
+                *s -= cut;
+            }
+            for i in 0..ev.len() {
+                self.index.add(EVENT_PROP, u64::from(ev.names[i]), ci);
+                for cell in ev.row_cells(i) {
+                    self.index.add(cell.prop, cell.value, ci);
+                }
+            }
+            self.event_count -= start as u64;
+        }
     }
 
     /// Removes every value of property `prop` from events and customers.
