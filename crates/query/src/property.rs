@@ -315,42 +315,72 @@ pub fn property_query(
     } else {
         &q.segments[..]
     };
+    type Acc = (Vec<u64>, FxHashMap<Key, Vec<u64>>);
+    let partials = crate::parallel::for_each_partition(
+        engine,
+        schema.uid,
+        || -> Acc { (vec![0u64; sels.len()], FxHashMap::default()) },
+        |(totals, counts), _, tp| {
+            let members: Vec<Option<RoaringBitmap>> = sels
+                .iter()
+                .map(|s| crate::event::selected(tp, s, None))
+                .collect();
+            let within = |b: &RoaringBitmap, i: usize| match &members[i] {
+                None => b.len(),
+                Some(m) => b.intersection_len(m),
+            };
+            let any = tp.index.any_value(prop);
+            for (i, t) in totals.iter_mut().enumerate() {
+                *t += within(&any, i);
+            }
+            let mut add = |key: Key, b: &RoaringBitmap| {
+                let c = counts.entry(key).or_insert_with(|| vec![0; sels.len()]);
+                for (i, n) in c.iter_mut().enumerate() {
+                    *n += within(b, i);
+                }
+            };
+            if q.bucket.is_none() {
+                // One key per stored value: count each bitmap as it is.
+                for (raw, customers) in tp.index.values(prop) {
+                    let text = if kind == PropType::Text {
+                        tp.dict.text(raw as u32)
+                    } else {
+                        ""
+                    };
+                    if keep(kind, q, raw, text) {
+                        add(key_of(kind, q, raw, text), customers);
+                    }
+                }
+                return Ok(());
+            }
+            // Buckets: a customer counts once per bucket, so union first.
+            let mut local: FxHashMap<Key, RoaringBitmap> = FxHashMap::default();
+            for (raw, customers) in tp.index.values(prop) {
+                let text = if kind == PropType::Text {
+                    tp.dict.text(raw as u32)
+                } else {
+                    ""
+                };
+                if keep(kind, q, raw, text) {
+                    *local.entry(key_of(kind, q, raw, text)).or_default() |= customers;
+                }
+            }
+            for (k, b) in local {
+                add(k, &b);
+            }
+            Ok(())
+        },
+    )?;
     let mut totals = vec![0u64; sels.len()];
     let mut counts: FxHashMap<Key, Vec<u64>> = FxHashMap::default();
-    for p in 0..engine.partition_count() {
-        let part = engine.read(p);
-        let Some(tp) = part.tables.get(&schema.uid) else {
-            continue;
-        };
-        let members: Vec<Option<RoaringBitmap>> = sels
-            .iter()
-            .map(|s| crate::event::selected(tp, s, None))
-            .collect();
-        let within = |b: &RoaringBitmap, i: usize| match &members[i] {
-            None => b.len(),
-            Some(m) => b.intersection_len(m),
-        };
-        let any = tp.index.any_value(prop);
-        for (i, t) in totals.iter_mut().enumerate() {
-            *t += within(&any, i);
+    for (t, c) in partials {
+        for (i, n) in t.into_iter().enumerate() {
+            totals[i] += n;
         }
-        // Customers per key in this partition: a customer counts once per bucket.
-        let mut local: FxHashMap<Key, RoaringBitmap> = FxHashMap::default();
-        for (raw, customers) in tp.index.values(prop) {
-            let text = if kind == PropType::Text {
-                tp.dict.text(raw as u32)
-            } else {
-                ""
-            };
-            if !keep(kind, q, raw, text) {
-                continue;
-            }
-            *local.entry(key_of(kind, q, raw, text)).or_default() |= customers;
-        }
-        for (k, b) in local {
-            let c = counts.entry(k).or_insert_with(|| vec![0; sels.len()]);
-            for (i, n) in c.iter_mut().enumerate() {
-                *n += within(&b, i);
+        for (k, v) in c {
+            let e = counts.entry(k).or_insert_with(|| vec![0; sels.len()]);
+            for (i, n) in v.into_iter().enumerate() {
+                e[i] += n;
             }
         }
     }
