@@ -953,8 +953,20 @@ impl<C: CustomerView> Interp<'_, C> {
             Func::SessionCount => {
                 if self.n == 0 {
                     Value::Int(0)
-                } else {
+                } else if self.st.sessions_ready {
                     Value::Int(self.session_at(self.n - 1))
+                } else {
+                    // Only the count is asked for: count the gaps without
+                    // numbering every row (same rule as `ensure_sessions`).
+                    let mut sessions = 1i64;
+                    for r in 1..self.n {
+                        if self.c.stamp(r).saturating_sub(self.c.stamp(r - 1))
+                            > self.ctx.session_time
+                        {
+                            sessions += 1;
+                        }
+                    }
+                    Value::Int(sessions)
                 }
             }
             Func::GetRow => self.get_row(&a0),

@@ -1796,3 +1796,41 @@ fn each_row_event_guard_changes_nothing() {
         }
     }
 }
+
+/// `session_count` counted directly equals the last row's `session` number.
+#[test]
+fn session_count_matches_last_session_number() {
+    let mut p = TestPartition::new(schema());
+    for c in 0..30u32 {
+        let i = p.add_customer(&format!("c{c}"));
+        let mut stamp = 1_700_000_000_000i64;
+        for r in 0..(c % 11) {
+            // Gaps from 1 minute to 2 hours: some above the 30-minute session time.
+            stamp += 60_000 * i64::from(1 + (c * 13 + r * 29) % 120);
+            p.add_row(i, stamp, "view", &[]);
+        }
+    }
+    let direct = compile_ok("return(session_count)");
+    let numbered =
+        compile_ok("each_row.reverse().limit(1) where true\n  return(session)\nend\nreturn(0)");
+    let mut sessions_seen = 0;
+    for i in 0..p.customers.len() {
+        let mut tree = direct.new_tree(1);
+        let a = direct
+            .run_once(&p.view(i), &ctx(), &mut tree)
+            .map(|o| o.value)
+            .ok();
+        let b = numbered
+            .run_once(&p.view(i), &ctx(), &mut tree)
+            .map(|o| o.value)
+            .ok();
+        assert_eq!(a, b, "customer {i}");
+        if let Some(Value::Int(n)) = a {
+            sessions_seen = sessions_seen.max(n);
+        }
+    }
+    assert!(
+        sessions_seen > 2,
+        "the data must have several sessions per customer"
+    );
+}
