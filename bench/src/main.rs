@@ -142,6 +142,24 @@ fn post(agent: &ureq::Agent, url: &str, body: &[u8]) {
     }
 }
 
+/// Posts every body to `url` from `clients` concurrent HTTP clients, each
+/// taking the next unsent body; returns the elapsed seconds.
+fn post_all(bodies: &[Vec<u8>], url: &str, clients: usize) -> f64 {
+    let next = AtomicUsize::new(0);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..clients.max(1) {
+            s.spawn(|| {
+                let client = agent();
+                while let Some(body) = bodies.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    post(&client, url, body);
+                }
+            });
+        }
+    });
+    t.elapsed().as_secs_f64()
+}
+
 /// Generates `n` events in stamp order (the order a live stream delivers them).
 fn generate_events(n: usize, seed: u64) -> Vec<Value> {
     let mut g = generate::Generator::new(seed);
@@ -194,21 +212,7 @@ fn insert_bench(a: &Args) {
             generate::table_definition().to_string().as_bytes(),
         );
         let url = format!("{}/v1/insert/{table}", server.base);
-        let next = AtomicUsize::new(0);
-        let t = Instant::now();
-        std::thread::scope(|s| {
-            for _ in 0..a.clients {
-                s.spawn(|| {
-                    let client = self::agent();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(body) = bodies.get(i) else { break };
-                        post(&client, &url, body);
-                    }
-                });
-            }
-        });
-        let secs = t.elapsed().as_secs_f64();
+        let secs = post_all(&bodies, &url, a.clients);
         let rate = a.events as f64 / secs;
         let rss = server.rss_bytes();
         println!(
@@ -278,19 +282,7 @@ fn query_bench(a: &Args) {
         generate::table_definition().to_string().as_bytes(),
     );
     let url = format!("{}/v1/insert/bench", server.base);
-    let next = AtomicUsize::new(0);
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..a.clients {
-            s.spawn(|| {
-                let client = self::agent();
-                while let Some(body) = bodies.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    post(&client, &url, body);
-                }
-            });
-        }
-    });
-    let load = t.elapsed().as_secs_f64();
+    let load = post_all(&bodies, &url, a.clients);
     drop(bodies);
     eprintln!(
         "loaded in {load:.1}s ({:.0} events/s); RSS {} MiB",
