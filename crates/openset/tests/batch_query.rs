@@ -2,14 +2,11 @@
 //! request, compiled before anything changes.
 
 mod common;
-use common::{highstreet_events, highstreet_table, Answer, Server};
+use common::{highstreet_server, Answer, Server};
 use serde_json::json;
 
 fn highstreet() -> Server {
-    let s = Server::start(&["--partitions", "3"]);
-    s.create_table("highstreet", &highstreet_table());
-    s.insert_ok("highstreet", &highstreet_events());
-    s
+    highstreet_server("3")
 }
 
 fn batch(s: &Server, params: &str, body: &str) -> Answer {

@@ -4,14 +4,11 @@
 //! partition count.
 
 mod common;
-use common::{highstreet_events, highstreet_table, Answer, Server};
+use common::{highstreet_server, Answer, Server};
 use serde_json::{json, Value};
 
 fn highstreet(partitions: &str) -> Server {
-    let s = Server::start(&["--partitions", partitions]);
-    s.create_table("highstreet", &highstreet_table());
-    s.insert_ok("highstreet", &highstreet_events());
-    s
+    highstreet_server(partitions)
 }
 
 fn query(s: &Server, params: &str, script: &str) -> Answer {

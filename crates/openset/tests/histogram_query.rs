@@ -4,14 +4,11 @@
 //! and identical answers whatever the partition count.
 
 mod common;
-use common::{highstreet_events, highstreet_table, Answer, Rng, Server};
+use common::{highstreet_server, Answer, Rng, Server};
 use serde_json::{json, Value};
 
 fn highstreet(partitions: &str) -> Server {
-    let s = Server::start(&["--partitions", partitions]);
-    s.create_table("highstreet", &highstreet_table());
-    s.insert_ok("highstreet", &highstreet_events());
-    s
+    highstreet_server(partitions)
 }
 
 fn query_on(s: &Server, table: &str, path: &str, script: &str) -> Answer {

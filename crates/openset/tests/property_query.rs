@@ -2,14 +2,11 @@
 //! every filter, buckets, sets, customer properties, order and errors.
 
 mod common;
-use common::{highstreet_events, highstreet_table, Server};
+use common::{highstreet_server, Server};
 use serde_json::{json, Value};
 
 fn highstreet() -> Server {
-    let s = Server::start(&["--partitions", "3"]);
-    s.create_table("highstreet", &highstreet_table());
-    s.insert_ok("highstreet", &highstreet_events());
-    s
+    highstreet_server("3")
 }
 
 fn prop(s: &Server, path: &str) -> Value {

@@ -3,15 +3,12 @@
 //! customers, `refresh`, `use_cached`, durability and errors.
 
 mod common;
-use common::{highstreet_events, highstreet_table, Answer, Server};
+use common::{highstreet_server, Answer, Server};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 fn highstreet() -> Server {
-    let s = Server::start(&["--partitions", "4"]);
-    s.create_table("highstreet", &highstreet_table());
-    s.insert_ok("highstreet", &highstreet_events());
-    s
+    highstreet_server("4")
 }
 
 fn post(s: &Server, path: &str, body: &str) -> Answer {

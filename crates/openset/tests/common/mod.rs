@@ -216,6 +216,14 @@ impl Rng {
     }
 }
 
+/// A server on `partitions` partitions with the highstreet sample loaded.
+pub fn highstreet_server(partitions: &str) -> Server {
+    let s = Server::start(&["--partitions", partitions]);
+    s.create_table("highstreet", &highstreet_table());
+    s.insert_ok("highstreet", &highstreet_events());
+    s
+}
+
 /// The highstreet table of the sample data.
 pub fn highstreet_table() -> Value {
     serde_json::from_str(include_str!("../../../../examples/highstreet_table.json")).unwrap()
