@@ -278,6 +278,10 @@ pub enum Stmt {
         groups: Vec<Expr>,
         /// Position.
         pos: Pos,
+        /// Set by the compiler when repeating this push within one customer
+        /// run can never change the result (constant groups, every column
+        /// counted once per customer): the push's index among such pushes.
+        memo: Option<u32>,
     },
     /// `break`
     Break(BreakDepth, Pos),

@@ -10,7 +10,7 @@
 //! makes `debug_listing()` a direct rendering, and needs no unsafe code or
 //! allocation per evaluated node.
 
-use crate::ast::{listing, prop_name, PropRef, Stmt};
+use crate::ast::{listing, prop_name, Expr, PropRef, Stmt};
 use crate::error::{CompileError, ErrorCode, Pos};
 use crate::lexer::tokenize;
 use crate::parser::{is_reserved, Parser, Slots};
@@ -50,6 +50,12 @@ pub struct Program {
     pub(crate) source_lines: Vec<String>,
     pub(crate) line_offset: u32,
     pub(crate) section: Option<String>,
+    /// Number of memoized pushes (`Stmt::Push::memo`).
+    pub(crate) memo_sites: u32,
+    /// An event query whose every push is memoized and which writes no
+    /// customer property: once each push fired for a customer, nothing the
+    /// rest of the run does can change the result, so the run stops there.
+    pub(crate) stop_when_saturated: bool,
 }
 
 impl Program {
@@ -241,9 +247,13 @@ fn compile_inner(
             )
         })
         .collect();
+    let mut stmts = parsed.stmts;
+    let customer: Vec<u32> = customer_slots.iter().map(|(s, _)| *s).collect();
+    let mut memos = PushMemos::default();
+    mark_pushes(&mut stmts, &parsed.columns, &customer, &mut memos);
     Ok(Program {
         kind: opts.kind,
-        stmts: parsed.stmts,
+        stmts,
         columns: parsed.columns,
         has_select: parsed.has_select,
         names: parsed.names,
@@ -256,7 +266,63 @@ fn compile_inner(
         source_lines: lines.to_vec(),
         line_offset: opts.line_offset,
         section: opts.section.clone(),
+        memo_sites: memos.sites,
+        stop_when_saturated: opts.kind == ScriptKind::Event
+            && memos.sites > 0
+            && !memos.unmemoized
+            && !memos.writes_customer,
     })
+}
+
+/// What [`mark_pushes`] found.
+#[derive(Default)]
+struct PushMemos {
+    sites: u32,
+    unmemoized: bool,
+    writes_customer: bool,
+}
+
+/// Numbers every push whose groups are literals when every column counts
+/// once per customer: after its first time in a run, repeating it changes
+/// nothing (the per-node customer de-duplication drops it), so the
+/// interpreter skips it. Also notes whether all pushes are such and whether
+/// any statement assigns a customer property.
+fn mark_pushes(stmts: &mut [Stmt], columns: &[Column], customer: &[u32], m: &mut PushMemos) {
+    use crate::result_tree::Dedup;
+    let per_customer = columns.iter().all(|c| c.dedup == Dedup::Customer);
+    for s in stmts {
+        match s {
+            Stmt::Push { groups, memo, .. } => {
+                if per_customer && groups.iter().all(|g| matches!(g, Expr::Lit(_))) {
+                    *memo = Some(m.sites);
+                    m.sites += 1;
+                } else {
+                    m.unmemoized = true;
+                }
+            }
+            Stmt::Assign { target, .. } => {
+                if customer.contains(&target.slot) {
+                    m.writes_customer = true;
+                }
+            }
+            Stmt::If { arms, otherwise } => {
+                for (_, body) in arms.iter_mut() {
+                    mark_pushes(body, columns, customer, m);
+                }
+                if let Some(body) = otherwise {
+                    mark_pushes(body, columns, customer, m);
+                }
+            }
+            Stmt::For { var, body, .. } => {
+                if customer.contains(var) {
+                    m.writes_customer = true;
+                }
+                mark_pushes(body, columns, customer, m);
+            }
+            Stmt::EachRow { body, .. } => mark_pushes(body, columns, customer, m),
+            Stmt::Break(..) | Stmt::Continue | Stmt::Exit | Stmt::Return(_) | Stmt::Expr(_) => {}
+        }
+    }
 }
 
 /// Textual `{{name}}` substitution (rest spec 5.1): each reference is

@@ -41,6 +41,10 @@ pub struct RunState {
     sessions_ready: bool,
     windows: Vec<Option<(i64, i64)>>,
     col_vals: Vec<(Option<i64>, DKey)>,
+    /// Per memoized push: the run number it last fired in.
+    memo_seen: Vec<u64>,
+    /// Memoized pushes fired in this run.
+    memo_fired: u32,
 }
 
 /// Cached dictionary id of a program text constant. A hit stays valid for
@@ -101,6 +105,10 @@ impl Program {
         state.vars.clear();
         state.vars.resize(self.names.len(), Value::Nil);
         state.dedup.clear();
+        state.memo_fired = 0;
+        if state.memo_seen.len() != self.memo_sites as usize {
+            state.memo_seen = vec![0; self.memo_sites as usize];
+        }
         state.sessions_ready = false;
         state.windows.clear();
         for (slot, v) in &self.param_inits {
@@ -191,7 +199,7 @@ fn decode<C: CustomerView>(c: &C, kind: PropKind, raw: u64) -> Value {
         PropKind::Int => Value::Int(raw as i64),
         PropKind::Double => Value::Float(raw as i64 as f64 / 10_000.0),
         PropKind::Bool => Value::Bool(raw != 0),
-        PropKind::Text => Value::text(c.text(raw as u32)),
+        PropKind::Text => c.text_value(raw as u32),
     }
 }
 
@@ -380,13 +388,26 @@ impl<C: CustomerView> Interp<'_, C> {
                 self.pos = *pos;
                 self.each_row(mods, cond.as_ref(), body)
             }
-            Stmt::Push { groups, pos } => {
+            Stmt::Push { groups, pos, memo } => {
+                let run_no = self.st.run_no;
+                if let Some(m) = memo {
+                    if self.st.memo_seen.get(*m as usize) == Some(&run_no) {
+                        return Ok(Flow::Normal);
+                    }
+                }
                 let mut vals = Vec::with_capacity(groups.len());
                 for g in groups {
                     vals.push(self.eval(g)?);
                 }
                 self.pos = *pos;
                 self.push(&vals)?;
+                if let Some(seen) = memo.and_then(|m| self.st.memo_seen.get_mut(m as usize)) {
+                    *seen = run_no;
+                    self.st.memo_fired += 1;
+                    if self.prog.stop_when_saturated && self.st.memo_fired == self.prog.memo_sites {
+                        return Ok(Flow::Stop);
+                    }
+                }
                 Ok(Flow::Normal)
             }
             Stmt::Break(d, pos) => match d {
@@ -531,6 +552,7 @@ impl<C: CustomerView> Interp<'_, C> {
     fn scan(
         &mut self,
         m: &IterMods,
+        only_event: Option<Option<u32>>,
         visit: &mut dyn FnMut(&mut Self) -> RtResult<(bool, bool)>,
     ) -> RtResult<()> {
         let (start, d, limit, bounds) = self.iter_setup(m)?;
@@ -560,6 +582,12 @@ impl<C: CustomerView> Interp<'_, C> {
                 if d > 0 {
                     break;
                 }
+                i += d;
+                continue;
+            }
+            // Rows of other events are passed over without a call.
+            // (`Some(None)`: the event name is in no row of this partition.)
+            if only_event.is_some_and(|id| id != Some(self.c.event(i as usize))) {
                 i += d;
                 continue;
             }
@@ -593,12 +621,12 @@ impl<C: CustomerView> Interp<'_, C> {
         // passed over by comparing one dictionary id (`None`: the text is in
         // no row of this partition).
         let guard = cond.and_then(event_guard).map(|idx| self.text_id(idx));
-        let r = self.scan(m, &mut |me: &mut Self| {
-            match guard {
-                Some(None) => return Ok((false, false)),
-                Some(Some(id)) if me.c.event(me.cursor) != id => return Ok((false, false)),
-                _ => {}
-            }
+        // When the condition is the guard alone, scan already decided it.
+        let cond = match cond {
+            Some(Expr::Filter(_)) if guard.is_some() => None,
+            c => c,
+        };
+        let r = self.scan(m, guard, &mut |me: &mut Self| {
             if let Some(c) = cond {
                 if !me.eval(c)?.truthy() {
                     return Ok((false, false));
@@ -626,7 +654,7 @@ impl<C: CustomerView> Interp<'_, C> {
     fn inline_agg(&mut self, a: &InlineAgg) -> RtResult<Value> {
         let mut acc = AggAcc::default();
         let kind = a.kind;
-        self.scan(&a.mods, &mut |me: &mut Self| {
+        self.scan(&a.mods, None, &mut |me: &mut Self| {
             if let Some(c) = &a.cond {
                 if !me.eval(c)?.truthy() {
                     return Ok((false, false));
@@ -698,7 +726,7 @@ impl<C: CustomerView> Interp<'_, C> {
         }
         match p {
             PropRef::Stamp => Value::Int(self.c.stamp(row)),
-            PropRef::Event => Value::text(self.c.text(self.c.event(row))),
+            PropRef::Event => self.c.text_value(self.c.event(row)),
             PropRef::Session => Value::Int(self.session_at(row)),
             PropRef::Id => self.id_value(),
             PropRef::User {

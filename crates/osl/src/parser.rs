@@ -606,7 +606,11 @@ impl<'a> Parser<'a> {
             return err(format!("at most {MAX_GROUPS} groups may follow `<<`"), pos);
         }
         self.expect_end_of_statement()?;
-        Ok(Stmt::Push { groups, pos })
+        Ok(Stmt::Push {
+            groups,
+            pos,
+            memo: None,
+        })
     }
 
     fn parse_break(&mut self, pos: Pos) -> PResult<Stmt> {

@@ -109,6 +109,12 @@ impl GroupKey {
     pub fn order(&self, other: &GroupKey) -> Ordering {
         match (self, other) {
             (GroupKey::Bool(a), GroupKey::Bool(b)) => a.cmp(b),
+            // ASCII (the common case) without allocating; the same order.
+            (GroupKey::Text(a), GroupKey::Text(b)) if a.is_ascii() && b.is_ascii() => a
+                .bytes()
+                .map(|c| c.to_ascii_lowercase())
+                .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+                .then_with(|| a.as_bytes().cmp(b.as_bytes())),
             (GroupKey::Text(a), GroupKey::Text(b)) => a
                 .to_lowercase()
                 .cmp(&b.to_lowercase())
@@ -343,17 +349,24 @@ impl ResultTree {
     }
 
     fn render_level(&self, level: &HashMap<GroupKey, Node>, opts: &RenderOptions) -> Vec<J> {
-        let mut nodes: Vec<(&GroupKey, &Node)> = level.iter().collect();
         let col = match opts.sort {
             SortBy::Column(i) => Some(i),
             SortBy::Default => Some(0),
             SortBy::Group => None,
         };
-        nodes.sort_by(|(ka, na), (kb, nb)| {
-            let primary = match col.and_then(|i| self.columns.get(i).map(|c| (i, c))) {
-                Some((i, c)) => {
-                    let va = na.accs.get(i).and_then(|a| a.sort_value(c));
-                    let vb = nb.accs.get(i).and_then(|a| a.sort_value(c));
+        let col = col.and_then(|i| self.columns.get(i).map(|c| (i, c)));
+        // Sort values computed once per node, not once per comparison.
+        let mut nodes: Vec<(Option<f64>, &GroupKey, &Node)> = level
+            .iter()
+            .map(|(k, n)| {
+                let v = col.and_then(|(i, c)| n.accs.get(i).and_then(|a| a.sort_value(c)));
+                (v, k, n)
+            })
+            .collect();
+        let order = |(va, ka, _): &(Option<f64>, &GroupKey, &Node),
+                     (vb, kb, _): &(Option<f64>, &GroupKey, &Node)| {
+            let primary = match col {
+                Some(_) => {
                     // None (null) sorts below every number.
                     let o = match (va, vb) {
                         (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
@@ -377,14 +390,22 @@ impl ResultTree {
                 }
             };
             primary.then_with(|| ka.order(kb))
-        });
+        };
+        // Keys are unique within a level, so `order` is total: selecting the
+        // first `trim` and sorting only those gives the full sort's prefix.
         if let Some(n) = opts.trim {
-            nodes.truncate(n);
+            if n == 0 {
+                nodes.clear();
+            } else if n < nodes.len() {
+                nodes.select_nth_unstable_by(n - 1, order);
+                nodes.truncate(n);
+            }
         }
+        nodes.sort_by(order);
         let ncols = self.columns.len();
         nodes
             .into_iter()
-            .map(|(k, n)| {
+            .map(|(_, k, n)| {
                 let mut m = Map::new();
                 m.insert("g".into(), k.to_json());
                 for s in 0..self.segments {
@@ -482,6 +503,65 @@ mod tests {
         let j = ab_c.render(&o);
         assert_eq!(j["_"][0]["g"], "x");
         assert_eq!(j["_"][0]["c"], serde_json::json!([3, 2.0]));
+    }
+
+    #[test]
+    fn ascii_key_order_matches_the_lowercase_reference() {
+        let words = [
+            "a", "A", "ab", "aB", "Ab", "b", "_", "[", "Z", "z", "a1", "A1", "", "é", "É",
+        ];
+        for a in words {
+            for b in words {
+                let reference = a
+                    .to_lowercase()
+                    .cmp(&b.to_lowercase())
+                    .then_with(|| a.as_bytes().cmp(b.as_bytes()));
+                let (ka, kb) = (GroupKey::Text(Arc::from(a)), GroupKey::Text(Arc::from(b)));
+                assert_eq!(ka.order(&kb), reference, "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn trimmed_render_is_the_prefix_of_the_full_sort() {
+        // Many ties on the count and mixed-case keys (non-ASCII too), so the
+        // partial selection must break ties exactly as the full sort does.
+        let words = [
+            "b", "B", "a", "Ä", "ä", "c", "Zeta", "zeta", "éclair", "Eclair",
+        ];
+        let mut entries = Vec::new();
+        for (i, w) in words.iter().enumerate() {
+            for _ in 0..(i % 3 + 1) {
+                entries.push((*w, 1));
+            }
+        }
+        let t = tree_with(&entries);
+        for sort in [SortBy::Default, SortBy::Group] {
+            for descending in [false, true] {
+                let keys = |trim| {
+                    let j = t.render(&RenderOptions {
+                        sort,
+                        descending,
+                        trim,
+                    });
+                    j["_"].as_array().map_or(vec![], |a| {
+                        a.iter()
+                            .filter_map(|n| n["g"].as_str().map(String::from))
+                            .collect::<Vec<_>>()
+                    })
+                };
+                let full = keys(None);
+                assert_eq!(full.len(), words.len());
+                for n in 0..=words.len() + 1 {
+                    let want: Vec<String> = full.iter().take(n).cloned().collect();
+                    assert_eq!(
+                        keys(Some(n)),
+                        want,
+                        "trim {n} sort {sort:?} desc {descending}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -1834,3 +1834,35 @@ fn session_count_matches_last_session_number() {
         "the data must have several sessions per customer"
     );
 }
+
+#[test]
+fn memoized_pushes_match_their_unmemoized_twins() {
+    // Each script pushes constant groups; its twin pushes the same groups
+    // through a variable, which the compiler never memoizes. Trees must be
+    // identical, for per-customer counts (memoized, run stops early) and for
+    // columns that count every push (not memoized).
+    let scripts = [
+        "each_row where event.is(== \"view\")\n  << \"a\"\n  each_row.continue().next() where event.is(== \"buy\")\n    << \"b\"\n  end\nend\n",
+        "select\n  count id as people\n  sum price as spent\nend\neach_row where price > 0\n  << \"priced\", \"x\"\nend\n",
+        "select\n  count id as people\n  count title as rows all\nend\neach_row\n  << \"any\"\nend\n",
+        "each_row\n  << \"first\"\nend\neach_row where title.is(== \"Dune\")\n  << \"dune\"\nend\n",
+    ];
+    for src in scripts {
+        let twin = src
+            .replace("<< \"a\"", "g = \"a\"\n  << g")
+            .replace("<< \"b\"", "g = \"b\"\n    << g")
+            .replace("<< \"priced\", \"x\"", "g = \"priced\"\n  << g, \"x\"")
+            .replace("<< \"any\"", "g = \"any\"\n  << g")
+            .replace("<< \"first\"", "g = \"first\"\n  << g")
+            .replace("<< \"dune\"", "g = \"dune\"\n  << g");
+        assert_ne!(src, twin);
+        assert_eq!(event_query(src), event_query(&twin), "script:\n{src}");
+    }
+    // A per-customer count with a constant group stops the run after the
+    // push, but never when the script writes a customer property.
+    let p = compile_ok("<< \"x\"\ntier = \"gold\"\n");
+    assert!(!p.stop_when_saturated);
+    let p = compile_ok("each_row\n  << \"x\"\nend\n");
+    assert!(p.stop_when_saturated);
+    assert_eq!(p.memo_sites, 1);
+}

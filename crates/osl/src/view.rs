@@ -39,6 +39,11 @@ pub trait CustomerView {
     fn id(&self) -> CustomerId<'_>;
     /// Text of a dictionary id.
     fn text(&self, id: u32) -> &str;
+    /// A dictionary text as an OSL value. Stores that keep texts in `Arc`s
+    /// override this to share them instead of copying per read.
+    fn text_value(&self, id: u32) -> crate::value::Value {
+        crate::value::Value::text(self.text(id))
+    }
     /// Dictionary id of a text, if the partition has it.
     fn text_id(&self, text: &str) -> Option<u32>;
     /// Membership of this customer in stored segment `name` (§9.9);

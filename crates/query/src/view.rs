@@ -113,6 +113,11 @@ impl CustomerView for StoredCustomer<'_> {
     fn text(&self, id: u32) -> &str {
         self.dict.text(id)
     }
+    fn text_value(&self, id: u32) -> osl::Value {
+        self.dict
+            .text_arc(id)
+            .map_or_else(|| osl::Value::text(""), |t| osl::Value::Text(t.clone()))
+    }
     fn text_id(&self, text: &str) -> Option<u32> {
         self.dict.lookup(text)
     }

@@ -47,6 +47,11 @@ impl Dictionary {
         self.texts.get(id as usize).map_or("", |t| t)
     }
 
+    /// The shared text of an id (`None` for an unknown id).
+    pub fn text_arc(&self, id: u32) -> Option<&Arc<str>> {
+        self.texts.get(id as usize)
+    }
+
     /// All texts in id order.
     pub fn texts(&self) -> impl Iterator<Item = &str> {
         self.texts.iter().map(|t| &**t)
