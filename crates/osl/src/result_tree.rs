@@ -369,7 +369,7 @@ impl ResultTree {
                 Some(_) => {
                     // None (null) sorts below every number.
                     let o = match (va, vb) {
-                        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+                        (Some(x), Some(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
                         (None, Some(_)) => Ordering::Less,
                         (Some(_), None) => Ordering::Greater,
                         (None, None) => Ordering::Equal,
