@@ -1,6 +1,8 @@
 //! `openset`: the command-line entry point. Wires the store to the HTTP
 //! server; holds no logic of its own beyond start-up.
 
+mod memory;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -142,6 +144,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 if refresher.db.is_initialized() {
                     refresher.segments.refresh_due(&refresher.db);
                 }
+                memory::release_free();
             })
             .map_err(|e| e.to_string())?;
         // Retention (event_ttl / event_max) runs per table every maint_interval.

@@ -70,7 +70,11 @@ impl Dictionary {
 
 /// One stored value of a property: numbers as i64 bits (doubles in fixed
 /// point, bools 0/1), text as a dictionary id. A set has one cell per member.
+///
+/// Packed to 12 bytes (from 16): cells are most of a table's memory, and
+/// unaligned loads cost nothing measurable on the targets we run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(C, packed(4))]
 pub struct Cell {
     /// Property id.
     pub prop: u32,
@@ -114,6 +118,10 @@ impl Events {
             self.cell_start.push(0);
         }
         let cell_at = self.cell_start[at] as usize;
+        grow_gently(&mut self.stamps, 1);
+        grow_gently(&mut self.names, 1);
+        grow_gently(&mut self.cell_start, 1);
+        grow_gently(&mut self.cells, row.len());
         self.stamps.insert(at, stamp);
         self.names.insert(at, name);
         self.cells.splice(cell_at..cell_at, row.iter().copied());
@@ -136,6 +144,15 @@ impl Events {
         }
         self.cells = cells;
         self.cell_start = starts;
+    }
+}
+
+/// Makes room for `more` elements growing by a quarter instead of the
+/// standard doubling: customers' vectors are most of memory, and doubling
+/// leaves a third of them empty on average. Amortized cost stays constant.
+fn grow_gently<T>(v: &mut Vec<T>, more: usize) {
+    if v.capacity() - v.len() < more {
+        v.reserve_exact(more.max(v.len() / 4).max(4));
     }
 }
 
