@@ -43,6 +43,10 @@ pub struct Program {
     pub(crate) names: Vec<String>,
     pub(crate) param_inits: Vec<(u32, Value)>,
     pub(crate) customer_slots: Vec<(u32, PropDef)>,
+    /// The customer slots the script reads or assigns: only these are
+    /// loaded before a run and compared after it (loading the others costs
+    /// a cache miss per customer for nothing).
+    pub(crate) loaded_slots: Vec<(u32, PropDef)>,
     pub(crate) each_value_slot: u32,
     pub(crate) texts: Vec<Arc<str>>,
     pub(crate) event_props: Vec<(Arc<str>, PropRef)>,
@@ -251,6 +255,11 @@ fn compile_inner(
     let customer: Vec<u32> = customer_slots.iter().map(|(s, _)| *s).collect();
     let mut memos = PushMemos::default();
     mark_pushes(&mut stmts, &parsed.columns, &customer, &mut memos);
+    let loaded_slots = customer_slots
+        .iter()
+        .filter(|(s, _)| parsed.reads.iter().any(|(r, _)| r == s) || memos.written.contains(s))
+        .cloned()
+        .collect();
     Ok(Program {
         kind: opts.kind,
         stmts,
@@ -259,6 +268,7 @@ fn compile_inner(
         names: parsed.names,
         param_inits,
         customer_slots,
+        loaded_slots,
         each_value_slot,
         texts: parsed.texts,
         event_props,
@@ -270,7 +280,7 @@ fn compile_inner(
         stop_when_saturated: opts.kind == ScriptKind::Event
             && memos.sites > 0
             && !memos.unmemoized
-            && !memos.writes_customer,
+            && memos.written.is_empty(),
     })
 }
 
@@ -279,14 +289,15 @@ fn compile_inner(
 struct PushMemos {
     sites: u32,
     unmemoized: bool,
-    writes_customer: bool,
+    /// Customer slots assigned anywhere.
+    written: Vec<u32>,
 }
 
 /// Numbers every push whose groups are literals when every column counts
 /// once per customer: after its first time in a run, repeating it changes
 /// nothing (the per-node customer de-duplication drops it), so the
-/// interpreter skips it. Also notes whether all pushes are such and whether
-/// any statement assigns a customer property.
+/// interpreter skips it. Also notes whether all pushes are such, and which
+/// customer properties are assigned.
 fn mark_pushes(stmts: &mut [Stmt], columns: &[Column], customer: &[u32], m: &mut PushMemos) {
     use crate::result_tree::Dedup;
     let per_customer = columns.iter().all(|c| c.dedup == Dedup::Customer);
@@ -302,7 +313,7 @@ fn mark_pushes(stmts: &mut [Stmt], columns: &[Column], customer: &[u32], m: &mut
             }
             Stmt::Assign { target, .. } => {
                 if customer.contains(&target.slot) {
-                    m.writes_customer = true;
+                    m.written.push(target.slot);
                 }
             }
             Stmt::If { arms, otherwise } => {
@@ -315,7 +326,7 @@ fn mark_pushes(stmts: &mut [Stmt], columns: &[Column], customer: &[u32], m: &mut
             }
             Stmt::For { var, body, .. } => {
                 if customer.contains(var) {
-                    m.writes_customer = true;
+                    m.written.push(*var);
                 }
                 mark_pushes(body, columns, customer, m);
             }

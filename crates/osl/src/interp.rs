@@ -119,8 +119,8 @@ impl Program {
         if let Some(x) = state.vars.get_mut(self.each_value_slot as usize) {
             *x = ctx.each_value.clone();
         }
-        let mut initial = Vec::with_capacity(self.customer_slots.len());
-        for (slot, def) in &self.customer_slots {
+        let mut initial = Vec::with_capacity(self.loaded_slots.len());
+        for (slot, def) in &self.loaded_slots {
             let mut it = customer.customer_values(def.index);
             let v = if def.is_set {
                 let mut m = SetMap::new();
@@ -165,7 +165,7 @@ impl Program {
             section: self.section.clone(),
         };
         res.map_err(to_err)?;
-        for ((slot, def), init) in self.customer_slots.iter().zip(initial.iter()) {
+        for ((slot, def), init) in self.loaded_slots.iter().zip(initial.iter()) {
             let now = state.vars.get(*slot as usize).cloned().unwrap_or_default();
             let same = values_equal(&now, init) && now.type_name() == init.type_name();
             if same {
