@@ -215,7 +215,11 @@ pub fn run_all(
                     Some(b) => Box::new(b.into_iter()),
                     None => Box::new(0..tp.customers.len() as u32),
                 };
-                for ci in chosen {
+                let mut chosen = chosen.peekable();
+                while let Some(ci) = chosen.next() {
+                    if let Some(next) = chosen.peek().and_then(|&n| tp.customers.get(n as usize)) {
+                        next.prefetch();
+                    }
                     let Some(view) = StoredCustomer::of(tp, ci) else {
                         continue;
                     };

@@ -470,6 +470,9 @@ fn run_partition(
         if !chosen(ci) {
             continue;
         }
+        if let Some(next) = tp.customers.get(ci as usize + 2) {
+            next.prefetch();
+        }
         let view = StoredCustomer {
             customer: c,
             index: ci,
