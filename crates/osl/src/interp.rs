@@ -45,6 +45,25 @@ pub struct RunState {
     memo_seen: Vec<u64>,
     /// Memoized pushes fired in this run.
     memo_fired: u32,
+    /// Jump tables of this run (`jumps[..jumps_used]`; the rest are kept
+    /// for their allocations).
+    jumps: Vec<Jump>,
+    jumps_used: usize,
+}
+
+/// For forward scans that only visit rows of one event name: once a run
+/// has passed over more than twice its row count of other events for that
+/// name, `next[i]` (the first row at or after `i` with that name, or the
+/// row count) is built in one pass and later scans jump along it. Nested
+/// look-aheads (a funnel step searched from every earlier step) thus cost
+/// linear time per customer instead of quadratic, and runs that never scan
+/// much never pay for the table.
+#[derive(Debug, Default)]
+struct Jump {
+    id: u32,
+    skipped: usize,
+    built: bool,
+    next: Vec<u32>,
 }
 
 /// Cached dictionary id of a program text constant. A hit stays valid for
@@ -106,6 +125,7 @@ impl Program {
         state.vars.resize(self.names.len(), Value::Nil);
         state.dedup.clear();
         state.memo_fired = 0;
+        state.jumps_used = 0;
         if state.memo_seen.len() != self.memo_sites as usize {
             state.memo_seen = vec![0; self.memo_sites as usize];
         }
@@ -569,6 +589,15 @@ impl<C: CustomerView> Interp<'_, C> {
         let mut matches = 0u64;
         let mut i = start;
         let mut result = Ok(());
+        // (`Some(None)`: the event name is in no row of this partition.)
+        if only_event == Some(None) {
+            i = -1;
+        }
+        let guard = only_event.flatten();
+        let jump = match guard {
+            Some(id) if d > 0 => Some(self.jump_slot(id)),
+            _ => None,
+        };
         while matches < limit && i >= 0 && i < n {
             let s = self.c.stamp(i as usize);
             if s < lo {
@@ -586,10 +615,21 @@ impl<C: CustomerView> Interp<'_, C> {
                 continue;
             }
             // Rows of other events are passed over without a call.
-            // (`Some(None)`: the event name is in no row of this partition.)
-            if only_event.is_some_and(|id| id != Some(self.c.event(i as usize))) {
-                i += d;
-                continue;
+            if let Some(id) = guard {
+                if self.c.event(i as usize) != id {
+                    if let Some(j) = jump {
+                        if self.st.jumps[j].built {
+                            i = i64::from(self.st.jumps[j].next[i as usize]);
+                            continue;
+                        }
+                        self.st.jumps[j].skipped += 1;
+                        if self.st.jumps[j].skipped > 2 * self.n + 16 {
+                            self.build_jump(j);
+                        }
+                    }
+                    i += d;
+                    continue;
+                }
             }
             self.cursor = i as usize;
             match visit(self) {
@@ -611,6 +651,40 @@ impl<C: CustomerView> Interp<'_, C> {
         self.st.windows.pop();
         self.cursor = saved;
         result
+    }
+
+    /// The run's jump-table slot for event name `id` (see [`Jump`]).
+    fn jump_slot(&mut self, id: u32) -> usize {
+        let used = self.st.jumps_used;
+        if let Some(k) = self.st.jumps[..used].iter().position(|j| j.id == id) {
+            return k;
+        }
+        if used == self.st.jumps.len() {
+            self.st.jumps.push(Jump::default());
+        }
+        let j = &mut self.st.jumps[used];
+        j.id = id;
+        j.skipped = 0;
+        j.built = false;
+        self.st.jumps_used += 1;
+        used
+    }
+
+    fn build_jump(&mut self, j: usize) {
+        let n = self.n;
+        let id = self.st.jumps[j].id;
+        let mut next = std::mem::take(&mut self.st.jumps[j].next);
+        next.clear();
+        next.resize(n + 1, n as u32);
+        for r in (0..n).rev() {
+            next[r] = if self.c.event(r) == id {
+                r as u32
+            } else {
+                next[r + 1]
+            };
+        }
+        self.st.jumps[j].next = next;
+        self.st.jumps[j].built = true;
     }
 
     fn each_row(&mut self, m: &IterMods, cond: Option<&Expr>, body: &[Stmt]) -> RtResult<Flow> {

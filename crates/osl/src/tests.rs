@@ -1866,3 +1866,46 @@ fn memoized_pushes_match_their_unmemoized_twins() {
     assert!(p.stop_when_saturated);
     assert_eq!(p.memo_sites, 1);
 }
+
+#[test]
+fn jump_tables_match_plain_scans_on_long_customers() {
+    // Long customers make nested forward searches build jump tables; the
+    // twin scripts start their conditions with `true &&`, so they never use
+    // the event guard (nor its tables). Trees must be identical.
+    let mut p = TestPartition::new(schema());
+    let names = ["view", "cart", "buy", "other"];
+    let mut seed: u64 = 7;
+    for c in 0..6 {
+        let ci = p.add_customer(&format!("c{c}"));
+        let mut stamp = ms("2024-01-01T00:00:00Z");
+        for _ in 0..(200 + c * 150) {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let r = (seed >> 33) as usize;
+            stamp += ((r % 7) as i64) * 60_000 * if r % 11 == 0 { 300 } else { 1 };
+            let name = names[r % if c == 5 { 3 } else { 4 }];
+            p.add_row(ci, stamp, name, &[("qty", Value::Int((r % 5) as i64))]);
+        }
+    }
+    let scripts = [
+        "select\n  count id as people\n  count event as rows all\nend\neach_row where event.is(== \"view\")\n  t0 = stamp\n  << \"view\"\n  each_row.continue().next().look_ahead(1_days, t0).limit(1) where event.is(== \"cart\")\n    << \"cart\"\n    each_row.continue().next().look_ahead(1_days, t0) where event.is(== \"buy\") && qty > 1\n      << \"buy\"\n    end\n  end\nend\n",
+        "select\n  count id as people\n  count event as rows all\nend\neach_row where event.is(== \"buy\")\n  each_row.continue().next().limit(2) where event.is(== \"buy\")\n    << \"next\", qty\n  end\n  each_row.continue().reverse().limit(3) where event.is(== \"view\")\n    << \"before\", qty\n  end\nend\n",
+        "each_row where event.is(== \"view\")\n  each_row.continue().next() where event.is(== \"missing\")\n    << \"never\"\n  end\n  << \"seen\"\nend\n",
+    ];
+    for src in scripts {
+        let twin = src.replace("where event.is(", "where true && event.is(");
+        let run = |s: &str| {
+            let prog = compile_ok(s);
+            let mut st = prog.new_state();
+            let mut tree = prog.new_tree(1);
+            for i in 0..p.customers.len() {
+                if let Err(e) = prog.run(&p.view(i), &ctx(), &mut st, &mut tree) {
+                    panic!("runtime error: {e}");
+                }
+            }
+            tree.render(&RenderOptions::default())
+        };
+        let (a, b) = (run(src), run(&twin));
+        assert_eq!(a, b, "script:\n{src}");
+        assert_ne!(a["_"], json!([]), "script pushed nothing:\n{src}");
+    }
+}
