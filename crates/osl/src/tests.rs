@@ -1881,7 +1881,7 @@ fn jump_tables_match_plain_scans_on_long_customers() {
         for _ in 0..(200 + c * 150) {
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             let r = (seed >> 33) as usize;
-            stamp += ((r % 7) as i64) * 60_000 * if r % 11 == 0 { 300 } else { 1 };
+            stamp += ((r % 7) as i64) * 60_000 * if r.is_multiple_of(11) { 300 } else { 1 };
             let name = names[r % if c == 5 { 3 } else { 4 }];
             p.add_row(ci, stamp, name, &[("qty", Value::Int((r % 5) as i64))]);
         }
