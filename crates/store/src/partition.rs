@@ -218,6 +218,12 @@ pub struct TablePartition {
     pub segments: BTreeMap<String, roaring::RoaringBitmap>,
     /// Reused buffer for a row's cells during apply (no allocation per record).
     scratch: Vec<Cell>,
+    /// The (property, value) pairs already indexed for the customer applied
+    /// last: a customer's records usually arrive together and repeat event
+    /// names and values, and this set answers "already there" for a fraction
+    /// of a bitmap insert's cost. Cleared whenever the customer changes or
+    /// anything is removed from the index.
+    recent: (u32, rustc_hash::FxHashSet<(u32, u64)>),
 }
 
 impl TablePartition {
@@ -320,6 +326,7 @@ impl TablePartition {
             for old in props.iter().filter(|c| c.prop == prop) {
                 self.index.remove(prop, old.value, ci as u32);
             }
+            self.recent.1.clear();
             props.retain(|c| c.prop != prop);
             let at = props.partition_point(|c| c.prop < prop);
             props.splice(at..at, row.iter().copied());
@@ -358,19 +365,31 @@ impl TablePartition {
         if !duplicate {
             self.customers[ci].events.insert(at, rec.stamp, name, &row);
             self.event_count += 1;
-            self.index.add(EVENT_PROP, u64::from(name), ci as u32);
+            self.index_add(EVENT_PROP, u64::from(name), ci as u32);
             for cell in &row {
-                self.index.add(cell.prop, cell.value, ci as u32);
+                self.index_add(cell.prop, cell.value, ci as u32);
             }
         }
         self.scratch = row;
         ci as u32
     }
 
+    /// Adds to the index unless `recent` shows it is already there.
+    fn index_add(&mut self, prop: u32, value: u64, ci: u32) {
+        if self.recent.0 != ci {
+            self.recent.0 = ci;
+            self.recent.1.clear();
+        }
+        if self.recent.1.insert((prop, value)) {
+            self.index.add(prop, value, ci);
+        }
+    }
+
     /// Retention (rest spec 3.6): drops every customer's events older than
     /// `cutoff` (0: none), then all but the newest `max` (0: no limit), and
     /// brings the index in line with the rows that remain.
     pub fn trim(&mut self, cutoff: i64, max: i64) {
+        self.recent.1.clear();
         for (ci, c) in self.customers.iter_mut().enumerate() {
             let ev = &mut c.events;
             let n = ev.len();
@@ -413,6 +432,7 @@ impl TablePartition {
 
     /// Removes every value of property `prop` from events and customers.
     pub fn remove_property(&mut self, prop: u32) {
+        self.recent.1.clear();
         self.index.drop_property(prop);
         for c in &mut self.customers {
             c.props.retain(|cell| cell.prop != prop);
@@ -613,5 +633,24 @@ mod tests {
         t.encode_snapshot(&s, 2, &mut |entry| apply(&mut u, &s, entry, false));
         assert_eq!(names(&t), names(&u));
         assert_eq!(t.customers[0].events.cells, u.customers[0].events.cells);
+    }
+
+    #[test]
+    fn index_follows_rows_through_trim_and_reapply() {
+        let s = schema();
+        let mut t = TablePartition::default();
+        apply(&mut t, &s, &ev(5, "payment", &["q"]), true);
+        apply(&mut t, &s, &ev(6, "payment", &["q"]), true);
+        let pay = u64::from(t.dict.lookup("payment").unwrap());
+        let q = u64::from(t.dict.lookup("q").unwrap());
+        let has =
+            |t: &TablePartition, prop, v| t.index.customers(prop, v).is_some_and(|b| b.contains(0));
+        assert!(has(&t, EVENT_PROP, pay) && has(&t, 0, q));
+        t.trim(100, 0);
+        assert_eq!(t.customers[0].events.len(), 0);
+        assert!(!has(&t, EVENT_PROP, pay) && !has(&t, 0, q));
+        // The same customer and values again: indexed again.
+        apply(&mut t, &s, &ev(200, "payment", &["q"]), true);
+        assert!(has(&t, EVENT_PROP, pay) && has(&t, 0, q));
     }
 }
