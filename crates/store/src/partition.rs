@@ -122,6 +122,14 @@ impl Events {
         grow_gently(&mut self.names, 1);
         grow_gently(&mut self.cell_start, 1);
         grow_gently(&mut self.cells, row.len());
+        if at == self.stamps.len() {
+            // Appending (events mostly arrive in time order): no shifting.
+            self.stamps.push(stamp);
+            self.names.push(name);
+            self.cells.extend_from_slice(row);
+            self.cell_start.push((cell_at + row.len()) as u32);
+            return;
+        }
         self.stamps.insert(at, stamp);
         self.names.insert(at, name);
         self.cells.splice(cell_at..cell_at, row.iter().copied());
