@@ -598,8 +598,14 @@ impl<C: CustomerView> Interp<'_, C> {
             Some(id) if d > 0 => Some(self.jump_slot(id)),
             _ => None,
         };
+        // Slices fetched once: the loop reads them without going back
+        // through the view for every row.
+        let c = self.c;
+        let (stamps, names) = c.columns();
         while matches < limit && i >= 0 && i < n {
-            let s = self.c.stamp(i as usize);
+            let Some(&s) = stamps.get(i as usize) else {
+                break;
+            };
             if s < lo {
                 if d < 0 {
                     break;
@@ -616,18 +622,33 @@ impl<C: CustomerView> Interp<'_, C> {
             }
             // Rows of other events are passed over without a call.
             if let Some(id) = guard {
-                if self.c.event(i as usize) != id {
+                if names.get(i as usize) != Some(&id) {
                     if let Some(j) = jump {
                         if self.st.jumps[j].built {
                             i = i64::from(self.st.jumps[j].next[i as usize]);
                             continue;
                         }
-                        self.st.jumps[j].skipped += 1;
+                    }
+                    // A tight pass to the next row of that name, or out of
+                    // the time bounds (the loop's top decides which).
+                    let from = i;
+                    if d > 0 {
+                        let mut k = i as usize;
+                        while k < names.len() && names[k] != id && stamps[k] <= hi {
+                            k += 1;
+                        }
+                        i = k as i64;
+                    } else {
+                        while i >= 0 && names[i as usize] != id && stamps[i as usize] >= lo {
+                            i -= 1;
+                        }
+                    }
+                    if let Some(j) = jump {
+                        self.st.jumps[j].skipped += (i - from).unsigned_abs() as usize;
                         if self.st.jumps[j].skipped > 2 * self.n + 16 {
                             self.build_jump(j);
                         }
                     }
-                    i += d;
                     continue;
                 }
             }
@@ -676,8 +697,9 @@ impl<C: CustomerView> Interp<'_, C> {
         let mut next = std::mem::take(&mut self.st.jumps[j].next);
         next.clear();
         next.resize(n + 1, n as u32);
-        for r in (0..n).rev() {
-            next[r] = if self.c.event(r) == id {
+        let (_, names) = self.c.columns();
+        for r in (0..n.min(names.len())).rev() {
+            next[r] = if names[r] == id {
                 r as u32
             } else {
                 next[r + 1]

@@ -22,6 +22,9 @@ pub struct TestPartition {
 pub struct TestCustomer {
     id: TestId,
     rows: Vec<TestRow>,
+    /// `rows`' stamps and event ids as columns, for [`CustomerView::columns`].
+    stamps: Vec<i64>,
+    events: Vec<u32>,
     props: Vec<(u32, u64)>,
     segments: HashMap<String, bool>,
 }
@@ -129,6 +132,8 @@ impl TestPartition {
             }
         }
         if let Some(c) = self.customers.get_mut(customer) {
+            c.stamps.push(stamp);
+            c.events.push(ev);
             c.rows.push(TestRow {
                 stamp,
                 event: ev,
@@ -205,6 +210,11 @@ impl CustomerView for TestView<'_> {
         self.cust
             .and_then(|c| c.rows.get(row))
             .map_or(0, |r| r.stamp)
+    }
+
+    fn columns(&self) -> (&[i64], &[u32]) {
+        self.cust
+            .map_or((&[], &[]), |c| (&c.stamps[..], &c.events[..]))
     }
 
     fn event(&self, row: usize) -> u32 {

@@ -33,6 +33,10 @@ pub trait CustomerView {
     fn event(&self, row: usize) -> u32;
     /// Cells of event property `prop` (schema index) at `row`.
     fn values(&self, row: usize, prop: u32) -> Self::Values<'_>;
+    /// Stamps and event-name ids of all rows, as slices (row order): scans
+    /// read them directly instead of calling [`CustomerView::stamp`] and
+    /// [`CustomerView::event`] per row.
+    fn columns(&self) -> (&[i64], &[u32]);
     /// Cells of customer property `prop`.
     fn customer_values(&self, prop: u32) -> Self::Values<'_>;
     /// The customer id.

@@ -89,6 +89,9 @@ impl CustomerView for StoredCustomer<'_> {
     fn stamp(&self, row: usize) -> i64 {
         self.customer.events.stamps[row]
     }
+    fn columns(&self) -> (&[i64], &[u32]) {
+        (&self.customer.events.stamps, &self.customer.events.names)
+    }
     fn event(&self, row: usize) -> u32 {
         self.customer.events.names[row]
     }
