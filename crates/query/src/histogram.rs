@@ -470,6 +470,10 @@ fn run_partition(
         if !chosen(ci) {
             continue;
         }
+        // A cancelled or timed-out query stops here; the driver reports it.
+        if crate::control::stopped() {
+            break;
+        }
         let view = StoredCustomer {
             customer: c,
             index: ci,
