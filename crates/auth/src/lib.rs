@@ -388,10 +388,7 @@ impl AuthStore {
         let text = URL_SAFE_NO_PAD.decode(payload).map_err(|_| bad())?;
         let text = String::from_utf8(text).map_err(|_| bad())?;
         let mut parts = text.splitn(3, ':');
-        let expires: i64 = parts
-            .next()
-            .and_then(|e| e.parse().ok())
-            .ok_or_else(bad)?;
+        let expires: i64 = parts.next().and_then(|e| e.parse().ok()).ok_or_else(bad)?;
         let nonce = parts.next().ok_or_else(bad)?;
         let name = parts.next().ok_or_else(bad)?;
         if now_ms() >= expires {
@@ -409,7 +406,10 @@ impl AuthStore {
 
     /// Authenticates an `Authorization` header value (`Basic` or `Bearer`).
     pub fn authenticate(&self, header: &str) -> Result<Principal, AuthError> {
-        let (scheme, rest) = header.trim().split_once(' ').ok_or(AuthError::Unauthenticated)?;
+        let (scheme, rest) = header
+            .trim()
+            .split_once(' ')
+            .ok_or(AuthError::Unauthenticated)?;
         let rest = rest.trim();
         if scheme.eq_ignore_ascii_case("bearer") {
             self.check_token(rest)
@@ -562,7 +562,10 @@ mod tests {
         // Survives reopening; the token key too.
         let (tok, _) = s.issue_token(&root).unwrap();
         let again = store(d.path(), 60_000);
-        assert_eq!(again.check_password("bob", "password2").unwrap().role, Role::Writer);
+        assert_eq!(
+            again.check_password("bob", "password2").unwrap().role,
+            Role::Writer
+        );
         assert_eq!(again.check_token(&tok).unwrap(), root);
     }
 
@@ -570,7 +573,8 @@ mod tests {
     fn tokens_expire_and_are_revoked() {
         let d = tempfile::tempdir().unwrap();
         let s = store(d.path(), 60_000);
-        s.register("root", "password1", Role::SuperUser, None).unwrap();
+        s.register("root", "password1", Role::SuperUser, None)
+            .unwrap();
         let root = s.check_password("root", "password1").unwrap();
         let (tok, _) = s.issue_token(&root).unwrap();
         assert!(s.check_token(&tok).is_ok());
@@ -591,7 +595,14 @@ mod tests {
     fn malformed_headers_are_unauthenticated() {
         let d = tempfile::tempdir().unwrap();
         let s = store(d.path(), 60_000);
-        for h in ["", "Basic", "Basic !!!", "Bearer x.y", "Digest abc", "Basic Og=="] {
+        for h in [
+            "",
+            "Basic",
+            "Basic !!!",
+            "Bearer x.y",
+            "Digest abc",
+            "Basic Og==",
+        ] {
             assert_eq!(s.authenticate(h), Err(AuthError::Unauthenticated), "{h}");
         }
     }

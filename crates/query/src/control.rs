@@ -28,16 +28,16 @@ impl QueryControl {
 
     /// Asks the query to stop because a client cancelled it.
     pub fn cancel(&self) {
-        let _ = self
-            .state
-            .compare_exchange(RUNNING, CANCELLED, Ordering::Relaxed, Ordering::Relaxed);
+        let _ =
+            self.state
+                .compare_exchange(RUNNING, CANCELLED, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// Asks the query to stop because its deadline passed.
     pub fn time_out(&self) {
-        let _ = self
-            .state
-            .compare_exchange(RUNNING, TIMED_OUT, Ordering::Relaxed, Ordering::Relaxed);
+        let _ =
+            self.state
+                .compare_exchange(RUNNING, TIMED_OUT, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// Whether the query was asked to stop.

@@ -29,32 +29,35 @@ pub fn for_each_partition<A: Send>(
     let results: Vec<A> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
-                s.spawn(|| crate::control::with_control(control.clone(), || {
-                    let mut acc = init();
-                    loop {
-                        let p = next.fetch_add(1, Ordering::Relaxed);
-                        if p >= partitions || failed.lock().map(|f| f.is_some()).unwrap_or(true) {
-                            break;
-                        }
-                        if let Err(e) = crate::control::check() {
-                            if let Ok(mut f) = failed.lock() {
-                                f.get_or_insert(e);
+                s.spawn(|| {
+                    crate::control::with_control(control.clone(), || {
+                        let mut acc = init();
+                        loop {
+                            let p = next.fetch_add(1, Ordering::Relaxed);
+                            if p >= partitions || failed.lock().map(|f| f.is_some()).unwrap_or(true)
+                            {
+                                break;
                             }
-                            break;
-                        }
-                        let part = engine.read(p as u32);
-                        let Some(tp) = part.tables.get(&uid) else {
-                            continue;
-                        };
-                        if let Err(e) = work(&mut acc, p as u32, tp) {
-                            if let Ok(mut f) = failed.lock() {
-                                f.get_or_insert(e);
+                            if let Err(e) = crate::control::check() {
+                                if let Ok(mut f) = failed.lock() {
+                                    f.get_or_insert(e);
+                                }
+                                break;
                             }
-                            break;
+                            let part = engine.read(p as u32);
+                            let Some(tp) = part.tables.get(&uid) else {
+                                continue;
+                            };
+                            if let Err(e) = work(&mut acc, p as u32, tp) {
+                                if let Ok(mut f) = failed.lock() {
+                                    f.get_or_insert(e);
+                                }
+                                break;
+                            }
                         }
-                    }
-                    acc
-                }))
+                        acc
+                    })
+                })
             })
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()

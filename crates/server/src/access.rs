@@ -100,8 +100,8 @@ pub async fn authorize(s: State, mut req: Request, next: Next) -> Response {
     let group = group_of(req.method(), req.uri().path());
     let store = &s.auth;
     // The first user of a node may register without a credential.
-    let bootstrap = req.uri().path().trim_end_matches('/') == "/v1/auth/user/register"
-        && !store.has_users();
+    let bootstrap =
+        req.uri().path().trim_end_matches('/') == "/v1/auth/user/register" && !store.has_users();
     if group == Group::Public || !store.enabled() || bootstrap {
         req.extensions_mut().insert(Caller(None));
         return next.run(req).await;

@@ -79,7 +79,12 @@ impl Activity {
 
     /// Asks query `id` to stop; false when no such query runs.
     pub fn cancel(&self, id: u64) -> bool {
-        match self.active.lock().ok().and_then(|a| a.get(&id).map(|q| q.control.clone())) {
+        match self
+            .active
+            .lock()
+            .ok()
+            .and_then(|a| a.get(&id).map(|q| q.control.clone()))
+        {
             Some(c) => {
                 c.cancel();
                 true
@@ -163,8 +168,7 @@ pub(crate) async fn run_query(
         })
     };
     let c = control.clone();
-    let result =
-        crate::routes::blocking(move || query::control::with_control(Some(c), work)).await;
+    let result = crate::routes::blocking(move || query::control::with_control(Some(c), work)).await;
     timer.abort();
     let max_nodes = s.config.max_result_nodes;
     let result = result.and_then(|answer| {
@@ -192,8 +196,11 @@ pub(crate) async fn run_query(
         "openset_queries_total",
         &[("kind", info.kind), ("outcome", outcome)],
     );
-    s.metrics
-        .observe("openset_query_duration_seconds", &[("kind", info.kind)], secs);
+    s.metrics.observe(
+        "openset_query_duration_seconds",
+        &[("kind", info.kind)],
+        secs,
+    );
     s.activity.finish(
         id,
         json!({
@@ -215,10 +222,7 @@ pub(crate) async fn run_query(
 /// through every level.
 fn tree_nodes(v: &Value) -> u64 {
     match v.get("_") {
-        Some(Value::Array(children)) => children
-            .iter()
-            .map(|c| 1 + tree_nodes(c))
-            .sum(),
+        Some(Value::Array(children)) => children.iter().map(|c| 1 + tree_nodes(c)).sum(),
         _ => 0,
     }
 }

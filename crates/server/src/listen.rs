@@ -53,7 +53,10 @@ pub fn tls_server_config(
         .collect::<Result<_, _>>()
         .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
     if certs.is_empty() {
-        return Err(format!("--tls-cert {}: no certificate found", cert.display()));
+        return Err(format!(
+            "--tls-cert {}: no certificate found",
+            cert.display()
+        ));
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
@@ -68,7 +71,9 @@ pub fn tls_server_config(
 }
 
 /// A client TLS config trusting `roots` (for HTTPS webhooks).
-pub fn tls_client_config(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn tls_client_config(
+    roots: rustls::RootCertStore,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(Arc::new(
         rustls::ClientConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()
@@ -79,7 +84,11 @@ pub fn tls_client_config(roots: rustls::RootCertStore) -> Result<Arc<rustls::Cli
 }
 
 /// Serves `app` on `listener` until the process ends.
-pub async fn run(listener: TcpListener, app: axum::Router, cfg: ListenConfig) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    app: axum::Router,
+    cfg: ListenConfig,
+) -> std::io::Result<()> {
     let acceptor = cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (tcp, _) = match listener.accept().await {
@@ -98,13 +107,11 @@ pub async fn run(listener: TcpListener, app: axum::Router, cfg: ListenConfig) ->
         tokio::spawn(async move {
             match acceptor {
                 None => serve_conn(tcp, app, &cfg).await,
-                Some(a) => {
-                    match tokio::time::timeout(cfg.header_timeout, a.accept(tcp)).await {
-                        Ok(Ok(tls)) => serve_conn(tls, app, &cfg).await,
-                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
-                    }
-                }
+                Some(a) => match tokio::time::timeout(cfg.header_timeout, a.accept(tcp)).await {
+                    Ok(Ok(tls)) => serve_conn(tls, app, &cfg).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                },
             }
         });
     }

@@ -15,22 +15,74 @@ pub const BUCKETS: [f64; 14] = [
 
 /// Names, kinds and help of every metric the server reports.
 const HELP: &[(&str, &str, &str)] = &[
-    ("openset_http_requests_total", "counter", "HTTP requests by route, method and status."),
-    ("openset_http_request_duration_seconds", "histogram", "HTTP request latency by route."),
-    ("openset_auth_failures_total", "counter", "Requests refused with 401 or 403, by status."),
-    ("openset_insert_requests_total", "counter", "Insert requests answered 200."),
-    ("openset_inserted_events_total", "counter", "Events accepted by inserts."),
-    ("openset_rejected_events_total", "counter", "Records rejected by inserts."),
-    ("openset_queries_total", "counter", "Scripted and index queries by kind and outcome."),
-    ("openset_query_duration_seconds", "histogram", "Query run time by kind."),
-    ("openset_segments_refreshed_total", "counter", "Segment evaluations stored (on request, refresh, start-up)."),
-    ("openset_webhook_deliveries_total", "counter", "Webhook deliveries that succeeded."),
-    ("openset_webhook_failures_total", "counter", "Webhook deliveries that failed."),
+    (
+        "openset_http_requests_total",
+        "counter",
+        "HTTP requests by route, method and status.",
+    ),
+    (
+        "openset_http_request_duration_seconds",
+        "histogram",
+        "HTTP request latency by route.",
+    ),
+    (
+        "openset_auth_failures_total",
+        "counter",
+        "Requests refused with 401 or 403, by status.",
+    ),
+    (
+        "openset_insert_requests_total",
+        "counter",
+        "Insert requests answered 200.",
+    ),
+    (
+        "openset_inserted_events_total",
+        "counter",
+        "Events accepted by inserts.",
+    ),
+    (
+        "openset_rejected_events_total",
+        "counter",
+        "Records rejected by inserts.",
+    ),
+    (
+        "openset_queries_total",
+        "counter",
+        "Scripted and index queries by kind and outcome.",
+    ),
+    (
+        "openset_query_duration_seconds",
+        "histogram",
+        "Query run time by kind.",
+    ),
+    (
+        "openset_segments_refreshed_total",
+        "counter",
+        "Segment evaluations stored (on request, refresh, start-up).",
+    ),
+    (
+        "openset_webhook_deliveries_total",
+        "counter",
+        "Webhook deliveries that succeeded.",
+    ),
+    (
+        "openset_webhook_failures_total",
+        "counter",
+        "Webhook deliveries that failed.",
+    ),
     ("openset_active_queries", "gauge", "Queries running now."),
     ("openset_partitions", "gauge", "Partitions of this node."),
     ("openset_tables", "gauge", "Tables in the catalog."),
-    ("openset_resident_memory_bytes", "gauge", "Resident memory of the process."),
-    ("openset_uptime_seconds", "gauge", "Seconds since the server started."),
+    (
+        "openset_resident_memory_bytes",
+        "gauge",
+        "Resident memory of the process.",
+    ),
+    (
+        "openset_uptime_seconds",
+        "gauge",
+        "Seconds since the server started.",
+    ),
 ];
 
 type Labels = Vec<(&'static str, String)>;
@@ -207,7 +259,10 @@ fn render_labels(l: &Labels, le: Option<&str>) -> String {
     let mut parts: Vec<String> = l
         .iter()
         .map(|(k, v)| {
-            let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
             format!("{k}=\"{v}\"")
         })
         .collect();
@@ -232,16 +287,22 @@ mod tests {
     #[test]
     fn renders_counters_histograms_and_gauges() {
         let m = Metrics::default();
-        m.inc("openset_queries_total", &[("kind", "event"), ("outcome", "ok")]);
-        m.observe("openset_query_duration_seconds", &[("kind", "event")], 0.003);
+        m.inc(
+            "openset_queries_total",
+            &[("kind", "event"), ("outcome", "ok")],
+        );
+        m.observe(
+            "openset_query_duration_seconds",
+            &[("kind", "event")],
+            0.003,
+        );
         let text = m.prometheus(&[("openset_partitions", 4.0)]);
         assert!(text.contains("openset_queries_total{kind=\"event\",outcome=\"ok\"} 1\n"));
-        assert!(text.contains(
-            "openset_query_duration_seconds_bucket{kind=\"event\",le=\"0.0025\"} 0\n"
-        ));
-        assert!(text.contains(
-            "openset_query_duration_seconds_bucket{kind=\"event\",le=\"0.005\"} 1\n"
-        ));
+        assert!(text
+            .contains("openset_query_duration_seconds_bucket{kind=\"event\",le=\"0.0025\"} 0\n"));
+        assert!(
+            text.contains("openset_query_duration_seconds_bucket{kind=\"event\",le=\"0.005\"} 1\n")
+        );
         assert!(text.contains("openset_partitions 4\n"));
         assert!(text.contains("openset_webhook_failures_total 0\n"));
         let j = m.json(&[]);

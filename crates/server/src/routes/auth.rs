@@ -18,10 +18,13 @@ fn auth_error(e: AuthError) -> Response {
     match e {
         AuthError::Unauthenticated => crate::access::unauthorized(),
         AuthError::Forbidden => crate::access::forbidden("only a super_user may do this"),
-        AuthError::NoSuchUser => {
-            ApiError::new(StatusCode::NOT_FOUND, "auth", "item not found", "user not found")
-                .into_response()
-        }
+        AuthError::NoSuchUser => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "auth",
+            "item not found",
+            "user not found",
+        )
+        .into_response(),
         AuthError::Exists => ApiError::new(
             StatusCode::BAD_REQUEST,
             "auth",
@@ -77,7 +80,12 @@ fn text_field<'a>(v: &'a Value, key: &str) -> Result<&'a str, Response> {
 
 /// `POST /v1/auth/user/register` `{"username", "password", "role"}`: the
 /// first user needs no credential and is always a super_user.
-pub async fn register(St(s): St<State>, caller: Caller, headers: HeaderMap, body: Body) -> Response {
+pub async fn register(
+    St(s): St<State>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let v = match json_body(&headers, body).await {
         Ok(v) => v,
         Err(r) => return r,

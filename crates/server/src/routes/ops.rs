@@ -36,7 +36,10 @@ fn sync_counters(s: &State) {
 pub async fn prometheus(St(s): St<State>) -> Response {
     sync_counters(&s);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.metrics.prometheus(&gauges(&s)),
     )
         .into_response()

@@ -48,8 +48,13 @@ pub async fn customer(
     };
     let t = table.clone();
     let db = s.clone();
-    let answer = run_query(&s, info, &p, move || {
-        match query::customer::customer_history(&db.db, &t, &key).map_err(ApiError::from_query)? {
+    let answer = run_query(
+        &s,
+        info,
+        &p,
+        move || match query::customer::customer_history(&db.db, &t, &key)
+            .map_err(ApiError::from_query)?
+        {
             Some(v) => Ok(Answer::Tree(v)),
             None => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -57,8 +62,8 @@ pub async fn customer(
                 "item not found",
                 "customer could not be found",
             )),
-        }
-    })
+        },
+    )
     .await?;
     match answer {
         Answer::Tree(v) => Ok(Json(v)),
@@ -359,16 +364,8 @@ pub async fn batch(
     };
     let (st, t, src) = (s.clone(), table.clone(), source.clone());
     let answer = run_query(&s, info, &p, move || {
-        query::batch::batch_query(
-            &st.db,
-            &st.segments,
-            &t,
-            &src,
-            &params,
-            now_ms(),
-            debug,
-        )
-        .map_err(ApiError::from_query_error)
+        query::batch::batch_query(&st.db, &st.segments, &t, &src, &params, now_ms(), debug)
+            .map_err(ApiError::from_query_error)
     })
     .await?;
     Ok(respond(answer))
