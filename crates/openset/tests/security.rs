@@ -194,6 +194,42 @@ fn every_role_against_every_endpoint_group() {
 }
 
 #[test]
+fn readers_may_not_run_scripts_that_write_customer_properties() {
+    let (s, _) = secured();
+    let writes = "if row_count > 6\n  age = row_count\nend\n<< \"done\"";
+    let path = "/v1/query/highstreet/event";
+    let a = call(
+        &s,
+        "POST",
+        path,
+        Some(writes),
+        Some(&basic("rita", "readerpass")),
+    );
+    assert_eq!(a.status, 403, "{}", a.text);
+    let age = |s: &Server| {
+        call(
+            &s,
+            "GET",
+            "/v1/query/highstreet/customer?id=klara",
+            None,
+            Some(&basic("rita", "readerpass")),
+        )
+        .json["properties"]
+            .clone()
+    };
+    assert_eq!(age(&s), json!({}), "the refused query wrote nothing");
+    let a = call(
+        &s,
+        "POST",
+        path,
+        Some(writes),
+        Some(&basic("wendy", "writerpass")),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(age(&s), json!({"age": 9}));
+}
+
+#[test]
 fn errors_do_not_say_whether_a_user_exists() {
     let (s, _) = secured();
     let wrong_pw = call(

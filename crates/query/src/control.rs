@@ -7,7 +7,7 @@
 
 use crate::QueryError;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
 const RUNNING: u8 = 0;
@@ -18,12 +18,18 @@ const TIMED_OUT: u8 = 2;
 #[derive(Debug, Default)]
 pub struct QueryControl {
     state: AtomicU8,
+    read_only: AtomicBool,
 }
 
 impl QueryControl {
     /// A running query's flag.
     pub fn new() -> Arc<QueryControl> {
         Arc::new(QueryControl::default())
+    }
+
+    /// Forbids the query to write customer properties (a reader's query).
+    pub fn set_read_only(&self) {
+        self.read_only.store(true, Ordering::Relaxed);
     }
 
     /// Asks the query to stop because a client cancelled it.
@@ -80,6 +86,20 @@ pub fn stopped() -> bool {
 /// `Err` once this thread's query was asked to stop.
 pub fn check() -> Result<(), QueryError> {
     CURRENT.with(|c| c.borrow().as_ref().map_or(Ok(()), |q| q.check()))
+}
+
+/// `Err(ReadOnly)` when this thread's query may not write and has writes.
+pub fn may_write(has_writes: bool) -> Result<(), QueryError> {
+    let read_only = CURRENT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .is_some_and(|q| q.read_only.load(Ordering::Relaxed))
+    });
+    if has_writes && read_only {
+        Err(QueryError::ReadOnly)
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -526,6 +526,7 @@ fn run_all(
         merged.merge(h);
         all_writes.extend(w);
     }
+    crate::control::may_write(!all_writes.is_empty())?;
     db.write_customer_properties(&schema.name, &all_writes)?;
     Ok(merged)
 }

@@ -50,6 +50,8 @@ pub enum QueryError {
     Cancelled,
     /// The query ran past its deadline.
     TimedOut,
+    /// The script writes customer properties and the caller may not write.
+    ReadOnly,
 }
 
 impl From<StoreError> for QueryError {

@@ -214,6 +214,7 @@ impl SegmentRegistry {
             }
             all_writes.extend(writes);
         }
+        crate::control::may_write(!all_writes.is_empty())?;
         db.write_customer_properties(&schema.name, &all_writes)?;
         if let Ok(mut c) = self.computed_at.lock() {
             c.insert((schema.uid, seg.def.name.clone()), ctx.now);

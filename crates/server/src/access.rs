@@ -26,6 +26,13 @@ pub enum Scheme {
 pub struct Caller(pub Option<(Principal, Scheme)>);
 
 impl Caller {
+    /// Whether the caller may not write data (a reader).
+    pub fn read_only(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|(p, _)| !auth::allowed(p.role, auth::Group::Insert))
+    }
+
     /// The caller's user name.
     pub fn name(&self) -> Option<String> {
         self.0.as_ref().map(|(p, _)| p.name.clone())

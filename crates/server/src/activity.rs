@@ -119,6 +119,8 @@ pub(crate) struct QueryInfo<'a> {
     pub script: &'a str,
     /// Who asked (with authentication on).
     pub user: Option<String>,
+    /// The caller may not write (customer-property writes are refused).
+    pub read_only: bool,
 }
 
 /// Runs a query's blocking work under a cancel flag and deadline, listed in
@@ -141,6 +143,9 @@ pub(crate) async fn run_query(
         }
     };
     let control = QueryControl::new();
+    if info.read_only {
+        control.set_read_only();
+    }
     let id = s.activity.next.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let started_ms = crate::routes::now_ms();

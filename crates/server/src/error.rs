@@ -162,6 +162,12 @@ impl ApiError {
                 "query timed out",
                 "the query ran past its deadline (timeout= or --query-timeout-ms) and was stopped",
             ),
+            query::QueryError::ReadOnly => Self::new(
+                StatusCode::FORBIDDEN,
+                "auth",
+                "forbidden",
+                "this role may not write customer properties; the query wrote nothing",
+            ),
             query::QueryError::Cancelled => Self::new(
                 StatusCode::CONFLICT,
                 "query",

@@ -38,6 +38,7 @@ pub async fn histogram(
         table: &table,
         script: &source,
         user: caller.name(),
+        read_only: caller.read_only(),
     };
     let (st, t, src) = (s.clone(), table.clone(), source.clone());
     let answer = run_query(&s, info, &p, move || {

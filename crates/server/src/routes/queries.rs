@@ -45,6 +45,7 @@ pub async fn customer(
         table: &table,
         script: &raw,
         user: caller.name(),
+        read_only: caller.read_only(),
     };
     let t = table.clone();
     let db = s.clone();
@@ -277,6 +278,7 @@ pub async fn event(
         table: &table,
         script: &source,
         user: caller.name(),
+        read_only: caller.read_only(),
     };
     let (st, t, src) = (s.clone(), table.clone(), source.clone());
     let answer = run_query(&s, info, &p, move || {
@@ -307,6 +309,7 @@ pub async fn property(
         table: &table,
         script: &name,
         user: caller.name(),
+        read_only: caller.read_only(),
     };
     let (st, t, name) = (s.clone(), table.clone(), name.clone());
     let out = run_query(&s, info, &p, move || {
@@ -336,6 +339,7 @@ pub async fn segment(
         table: &table,
         script: &source,
         user: caller.name(),
+        read_only: caller.read_only(),
     };
     let (st, t, src) = (s.clone(), table.clone(), source.clone());
     let answer = run_query(&s, info, &p, move || {
@@ -361,6 +365,7 @@ pub async fn batch(
         table: &table,
         script: &source,
         user: caller.name(),
+        read_only: caller.read_only(),
     };
     let (st, t, src) = (s.clone(), table.clone(), source.clone());
     let answer = run_query(&s, info, &p, move || {
