@@ -208,7 +208,7 @@ fn readers_may_not_run_scripts_that_write_customer_properties() {
     assert_eq!(a.status, 403, "{}", a.text);
     let age = |s: &Server| {
         call(
-            &s,
+            s,
             "GET",
             "/v1/query/highstreet/customer?id=klara",
             None,

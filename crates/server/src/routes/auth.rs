@@ -66,7 +66,7 @@ async fn json_body(headers: &HeaderMap, body: Body) -> Result<Value, Response> {
         })
 }
 
-fn text_field<'a>(v: &'a Value, key: &str) -> Result<&'a str, Response> {
+fn text_field<'a>(v: &'a Value, key: &str) -> Result<&'a str, ApiError> {
     v[key].as_str().ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -74,7 +74,6 @@ fn text_field<'a>(v: &'a Value, key: &str) -> Result<&'a str, Response> {
             "general_error",
             format!("'{key}' must be a string"),
         )
-        .into_response()
     })
 }
 
@@ -92,7 +91,7 @@ pub async fn register(
     };
     let (name, password) = match (text_field(&v, "username"), text_field(&v, "password")) {
         (Ok(n), Ok(p)) => (n.to_string(), p.to_string()),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
     };
     let role = match v.get("role") {
         None | Some(Value::Null) => Role::Reader,
@@ -148,7 +147,7 @@ pub async fn password(
     };
     let password = match text_field(&v, "password") {
         Ok(p) => p.to_string(),
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let store = s.auth.clone();
     match tokio::task::spawn_blocking(move || store.set_password(&name, &password)).await {
