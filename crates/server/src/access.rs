@@ -123,8 +123,10 @@ pub async fn authorize(s: State, mut req: Request, next: Next) -> Response {
             .inc("openset_auth_failures_total", &[("status", "401")]);
         return unauthorized();
     };
-    let scheme = if value.trim_start().len() >= 6
-        && value.trim_start()[..6].eq_ignore_ascii_case("bearer")
+    let scheme = if value
+        .trim_start()
+        .get(..6)
+        .is_some_and(|w| w.eq_ignore_ascii_case("bearer"))
     {
         Scheme::Bearer
     } else {
