@@ -100,6 +100,9 @@ struct ServeArgs {
     /// Longest wait for a request's body once its headers arrived (ms; 408 after).
     #[arg(long, env = "OPENSET_BODY_TIMEOUT_MS", default_value_t = 30_000)]
     body_timeout_ms: u64,
+    /// Most client connections served at once (more wait to be accepted).
+    #[arg(long, env = "OPENSET_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
     /// Finished queries kept for `GET /query-history`.
     #[arg(long, env = "OPENSET_QUERY_HISTORY_LENGTH", default_value_t = 100)]
     query_history_length: usize,
@@ -203,6 +206,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             header_timeout: std::time::Duration::from_millis(args.header_timeout_ms.max(1)),
             max_header_bytes: args.max_header_bytes,
             max_headers: args.max_headers,
+            max_connections: args.max_connections,
             tls,
         };
         let scheme = if listen.tls.is_some() { "https" } else { "http" };

@@ -315,3 +315,23 @@ fn header_limits_and_slow_clients() {
     // And the server still answers.
     assert_eq!(s.get("/ping").status, 200);
 }
+
+#[test]
+fn idle_connections_cannot_hold_every_slot() {
+    let s = Server::start(&[
+        "--partitions",
+        "1",
+        "--max-connections",
+        "2",
+        "--header-timeout-ms",
+        "300",
+    ]);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    // Two clients connect and send nothing: both slots taken.
+    let idle: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    // A real request is served once the header timeout frees a slot.
+    assert_eq!(s.get("/ping").status, 200);
+    drop(idle);
+}

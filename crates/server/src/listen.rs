@@ -22,6 +22,9 @@ pub struct ListenConfig {
     pub max_header_bytes: usize,
     /// Most header lines in one request; hyper answers 431 above it.
     pub max_headers: usize,
+    /// Most connections served at once; further ones wait in the kernel's
+    /// accept queue until one closes.
+    pub max_connections: usize,
     /// HTTPS when set.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -32,6 +35,7 @@ impl Default for ListenConfig {
             header_timeout: Duration::from_secs(10),
             max_header_bytes: 64 << 10,
             max_headers: 100,
+            max_connections: 4096,
             tls: None,
         }
     }
@@ -90,7 +94,11 @@ pub async fn run(
     cfg: ListenConfig,
 ) -> std::io::Result<()> {
     let acceptor = cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections.max(1)));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
         let (tcp, _) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
@@ -105,6 +113,7 @@ pub async fn run(
         let cfg = cfg.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             match acceptor {
                 None => serve_conn(tcp, app, &cfg).await,
                 Some(a) => match tokio::time::timeout(cfg.header_timeout, a.accept(tcp)).await {
