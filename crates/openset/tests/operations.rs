@@ -50,6 +50,13 @@ fn metrics_info_version_and_history_after_known_traffic() {
     }
     assert_eq!(s.get("/v1/query/highstreet/property/shipper").status, 200);
     assert_eq!(s.get("/no/such/route").status, 404);
+    let seg = s.request(
+        "POST",
+        "/v1/query/highstreet/segment",
+        Some(b"@segment buyers\nreturn(event.ever(== \"purchase\"))\n@segment big\nreturn(total.ever(> 500))"),
+        &[],
+    );
+    assert_eq!(seg.status, 200, "{}", seg.text);
     let m = s.get("/metrics");
     assert_eq!(m.status, 200);
     assert!(m.header("content-type").unwrap().starts_with("text/plain"));
@@ -90,6 +97,11 @@ fn metrics_info_version_and_history_after_known_traffic() {
         ),
         Some(1.0)
     );
+    assert_eq!(
+        metric(t, "openset_queries_total{kind=\"segment\",outcome=\"ok\"} "),
+        Some(1.0)
+    );
+    assert_eq!(metric(t, "openset_segments_refreshed_total "), Some(2.0));
     assert_eq!(metric(t, "openset_partitions "), Some(4.0));
     assert_eq!(metric(t, "openset_tables "), Some(1.0));
     assert!(metric(t, "openset_resident_memory_bytes ").unwrap() > 0.0);
@@ -111,11 +123,12 @@ fn metrics_info_version_and_history_after_known_traffic() {
 
     let h = s.get("/query-history").json;
     let h = h.as_array().unwrap();
-    assert_eq!(h.len(), 4, "{h:?}");
-    assert_eq!(h[0]["kind"], "property", "newest first");
-    assert_eq!(h[1]["digest"], h[2]["digest"], "same script, same digest");
-    assert!(h[1]["result_nodes"].as_u64().unwrap() > 0);
-    assert!(h[1]["duration_ms"].as_f64().is_some());
+    assert_eq!(h.len(), 5, "{h:?}");
+    assert_eq!(h[0]["kind"], "segment", "newest first");
+    assert_eq!(h[1]["kind"], "property");
+    assert_eq!(h[2]["digest"], h[3]["digest"], "same script, same digest");
+    assert!(h[2]["result_nodes"].as_u64().unwrap() > 0);
+    assert!(h[2]["duration_ms"].as_f64().is_some());
     assert_eq!(s.get("/queries").json, json!([]));
 }
 
