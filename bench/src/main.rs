@@ -3,8 +3,10 @@
 //!
 //! `openset-bench insert|query [--events N] [--batch N] [--clients N] [--partitions N] [--passes N] [--seed N]`
 //! `openset-bench gen --out FILE.ndjson.gz [--events N] [--seed N]`
+//! `openset-bench secload [--seconds N] [--clients N] [--events N]`: auth+TLS vs plain under load
 
 mod generate;
+mod secload;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -19,6 +21,7 @@ struct Args {
     partitions: u32,
     passes: usize,
     seed: u64,
+    seconds: f64,
 }
 
 fn parse_args() -> Result<(String, Args), String> {
@@ -34,6 +37,7 @@ fn parse_args_from(mut it: impl Iterator<Item = String>) -> Result<(String, Args
         partitions: 4,
         passes: 3,
         seed: 42,
+        seconds: 60.0,
     };
     while let Some(flag) = it.next() {
         let v = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -47,6 +51,7 @@ fn parse_args_from(mut it: impl Iterator<Item = String>) -> Result<(String, Args
             "--partitions" => a.partitions = n as u32,
             "--passes" => a.passes = n as usize,
             "--seed" => a.seed = n,
+            "--seconds" => a.seconds = n as f64,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -62,6 +67,11 @@ struct Server {
 
 impl Server {
     fn start(partitions: u32) -> Server {
+        Server::start_with(partitions, &[])
+    }
+
+    /// Starts with extra `serve` flags.
+    fn start_with(partitions: u32, extra: &[String]) -> Server {
         let exe = std::env::current_exe()
             .expect("current exe")
             .with_file_name("openset");
@@ -79,6 +89,7 @@ impl Server {
                 "--data-dir",
             ])
             .arg(&dir)
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| {
@@ -374,8 +385,9 @@ fn main() {
     match parse_args() {
         Ok((cmd, a)) if cmd == "insert" => insert_bench(&a),
         Ok((cmd, a)) if cmd == "query" => query_bench(&a),
+        Ok((cmd, a)) if cmd == "secload" => secload::run(&a),
         Ok((cmd, _)) => {
-            eprintln!("unknown benchmark '{cmd}'; try: insert, query");
+            eprintln!("unknown benchmark '{cmd}'; try: insert, query, secload");
             std::process::exit(2);
         }
         Err(e) => {

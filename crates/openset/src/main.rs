@@ -62,6 +62,52 @@ struct ServeArgs {
     /// Report every 4xx other than 401 and 403 as 400, as the original did.
     #[arg(long, env = "OPENSET_LEGACY_STATUS_CODES")]
     legacy_status_codes: bool,
+    /// Require credentials even before any user exists (auth is always on
+    /// once a user exists). The first user registers without a credential.
+    #[arg(long, env = "OPENSET_AUTH")]
+    auth: bool,
+    /// Allow listening on a non-loopback address with authentication off.
+    #[arg(long, env = "OPENSET_INSECURE")]
+    insecure: bool,
+    /// PEM certificate chain: serve HTTPS (needs --tls-key).
+    #[arg(long, env = "OPENSET_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "OPENSET_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Lifetime of bearer tokens, in seconds.
+    #[arg(long, env = "OPENSET_TOKEN_TTL_SECS", default_value_t = 3600)]
+    token_ttl_secs: u64,
+    /// Longest a query may run (ms); a request's `timeout=` may only shorten it.
+    #[arg(long, env = "OPENSET_QUERY_TIMEOUT_MS", default_value_t = 300_000)]
+    query_timeout_ms: u64,
+    /// Most branches in one query's result tree.
+    #[arg(long, env = "OPENSET_MAX_RESULT_NODES", default_value_t = 1_000_000)]
+    max_result_nodes: u64,
+    /// Largest OSL script in one request, in bytes.
+    #[arg(long, env = "OPENSET_MAX_SCRIPT_BYTES", default_value_t = 1 << 20)]
+    max_script_bytes: usize,
+    /// Longest URL (path and query string), in bytes.
+    #[arg(long, env = "OPENSET_MAX_URL_BYTES", default_value_t = 16 << 10)]
+    max_url_bytes: usize,
+    /// Largest header block of a request, in bytes (431 above).
+    #[arg(long, env = "OPENSET_MAX_HEADER_BYTES", default_value_t = 64 << 10)]
+    max_header_bytes: usize,
+    /// Most header lines in a request (431 above).
+    #[arg(long, env = "OPENSET_MAX_HEADERS", default_value_t = 100)]
+    max_headers: usize,
+    /// Longest wait for a request's headers or a TLS handshake (ms).
+    #[arg(long, env = "OPENSET_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// Longest wait for a request's body once its headers arrived (ms; 408 after).
+    #[arg(long, env = "OPENSET_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    body_timeout_ms: u64,
+    /// Most client connections served at once (more wait to be accepted).
+    #[arg(long, env = "OPENSET_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+    /// Finished queries kept for `GET /query-history`.
+    #[arg(long, env = "OPENSET_QUERY_HISTORY_LENGTH", default_value_t = 100)]
+    query_history_length: usize,
     /// Test-only: run retention this often (ms) instead of each table's `maint_interval`.
     #[arg(long, hide = true)]
     maint_interval_ms: Option<u64>,
@@ -113,6 +159,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .recompute_all(&db)
             .map_err(|e| format!("recomputing segments: {e:?}"))?;
     }
+    let auth = Arc::new(server_auth(&args)?);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(server::listen::tls_server_config(c, k)?),
+        _ => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -122,6 +173,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}:{}: {e}", args.host, args.port))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        // Safe default: an open server only where only this machine can reach it.
+        if !addr.ip().is_loopback() && !auth.enabled() && !args.insecure {
+            return Err(format!(
+                "refusing to listen on {addr} with authentication off: anyone who can reach it \
+                 could read and change all data. Register a user (or pass --auth and register \
+                 the first user from this machine), listen on 127.0.0.1, or pass --insecure \
+                 to accept the risk"
+            ));
+        }
         let state = Arc::new(server::AppState {
             db,
             segments,
@@ -131,10 +191,27 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 max_records: args.max_insert_records,
                 prefilter: !args.no_prefilter,
                 legacy_status_codes: args.legacy_status_codes,
+                max_script: args.max_script_bytes,
+                max_url: args.max_url_bytes,
+                query_timeout: std::time::Duration::from_millis(args.query_timeout_ms.max(1)),
+                max_result_nodes: args.max_result_nodes,
+                body_timeout: std::time::Duration::from_millis(args.body_timeout_ms.max(1)),
                 ..Default::default()
             },
             started: Instant::now(),
+            auth,
+            metrics: Default::default(),
+            activity: server::activity::Activity::new(args.query_history_length),
+            data_dir: args.data_dir.clone(),
         });
+        let listen = server::listen::ListenConfig {
+            header_timeout: std::time::Duration::from_millis(args.header_timeout_ms.max(1)),
+            max_header_bytes: args.max_header_bytes,
+            max_headers: args.max_headers,
+            max_connections: args.max_connections,
+            tls,
+        };
+        let scheme = if listen.tls.is_some() { "https" } else { "http" };
         // Segments with `refresh` are re-evaluated in the background.
         let refresher = state.clone();
         std::thread::Builder::new()
@@ -156,11 +233,21 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         // Tests and scripts read this line to learn the port.
         println!("listening on {addr}");
-        tracing::info!(%addr, data_dir = %args.data_dir.display(), "serving");
-        server::serve(listener, state)
+        tracing::info!(%addr, scheme, auth = state.auth.enabled(), data_dir = %args.data_dir.display(), "serving");
+        server::serve(listener, state, listen)
             .await
             .map_err(|e| e.to_string())
     })
+}
+
+fn server_auth(args: &ServeArgs) -> Result<auth::AuthStore, String> {
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+    auth::AuthStore::open(
+        &args.data_dir,
+        args.auth,
+        std::time::Duration::from_secs(args.token_ttl_secs),
+    )
 }
 
 /// Runs each table's retention when its `maint_interval` (or the test

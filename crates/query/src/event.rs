@@ -238,6 +238,7 @@ pub fn run_all(
         merged.merge(t);
         all_writes.extend(w);
     }
+    crate::control::may_write(!all_writes.is_empty())?;
     db.write_customer_properties(table, &all_writes)?;
     Ok(merged)
 }

@@ -470,6 +470,10 @@ fn run_partition(
         if !chosen(ci) {
             continue;
         }
+        // A cancelled or timed-out query stops here; the driver reports it.
+        if crate::control::stopped() {
+            break;
+        }
         if let Some(next) = tp.customers.get(ci as usize + 2) {
             next.prefetch();
         }
@@ -525,6 +529,7 @@ fn run_all(
         merged.merge(h);
         all_writes.extend(w);
     }
+    crate::control::may_write(!all_writes.is_empty())?;
     db.write_customer_properties(&schema.name, &all_writes)?;
     Ok(merged)
 }

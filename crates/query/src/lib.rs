@@ -2,6 +2,7 @@
 //! returns JSON values or a [`QueryError`] the server maps to a status.
 
 pub mod batch;
+pub mod control;
 pub mod customer;
 pub mod event;
 pub mod histogram;
@@ -45,6 +46,12 @@ pub enum QueryError {
         /// Human text.
         detail: String,
     },
+    /// A client cancelled the query (`DELETE /queries/{id}`).
+    Cancelled,
+    /// The query ran past its deadline.
+    TimedOut,
+    /// The script writes customer properties and the caller may not write.
+    ReadOnly,
 }
 
 impl From<StoreError> for QueryError {

@@ -18,6 +18,8 @@ pub fn for_each_partition<A: Send>(
     work: impl Fn(&mut A, u32, &TablePartition) -> Result<(), QueryError> + Sync,
 ) -> Result<Vec<A>, QueryError> {
     let partitions = engine.partition_count() as usize;
+    // The caller's stop flag, handed to every worker (see `control`).
+    let control = crate::control::current();
     let next = AtomicUsize::new(0);
     let failed: Mutex<Option<QueryError>> = Mutex::new(None);
     let workers = std::thread::available_parallelism()
@@ -28,24 +30,33 @@ pub fn for_each_partition<A: Send>(
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 s.spawn(|| {
-                    let mut acc = init();
-                    loop {
-                        let p = next.fetch_add(1, Ordering::Relaxed);
-                        if p >= partitions || failed.lock().map(|f| f.is_some()).unwrap_or(true) {
-                            break;
-                        }
-                        let part = engine.read(p as u32);
-                        let Some(tp) = part.tables.get(&uid) else {
-                            continue;
-                        };
-                        if let Err(e) = work(&mut acc, p as u32, tp) {
-                            if let Ok(mut f) = failed.lock() {
-                                f.get_or_insert(e);
+                    crate::control::with_control(control.clone(), || {
+                        let mut acc = init();
+                        loop {
+                            let p = next.fetch_add(1, Ordering::Relaxed);
+                            if p >= partitions || failed.lock().map(|f| f.is_some()).unwrap_or(true)
+                            {
+                                break;
                             }
-                            break;
+                            if let Err(e) = crate::control::check() {
+                                if let Ok(mut f) = failed.lock() {
+                                    f.get_or_insert(e);
+                                }
+                                break;
+                            }
+                            let part = engine.read(p as u32);
+                            let Some(tp) = part.tables.get(&uid) else {
+                                continue;
+                            };
+                            if let Err(e) = work(&mut acc, p as u32, tp) {
+                                if let Ok(mut f) = failed.lock() {
+                                    f.get_or_insert(e);
+                                }
+                                break;
+                            }
                         }
-                    }
-                    acc
+                        acc
+                    })
                 })
             })
             .collect();
@@ -54,6 +65,8 @@ pub fn for_each_partition<A: Send>(
     if let Some(e) = failed.into_inner().ok().flatten() {
         return Err(e);
     }
+    // Workers skip customers once stopped, so a stopped run is incomplete.
+    crate::control::check()?;
     if results.len() != workers {
         return Err(QueryError::Store(store::StoreError::Unavailable(
             "a query worker failed".into(),

@@ -94,6 +94,9 @@ fn ordered(schema: &TableSchema) -> Vec<SegmentDef> {
     defs
 }
 
+/// Segment evaluations stored since start (on request, refresh or start-up), for metrics.
+pub static SEGMENTS_EVALUATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl SegmentRegistry {
     /// A new, empty registry.
     pub fn new() -> Arc<SegmentRegistry> {
@@ -211,10 +214,12 @@ impl SegmentRegistry {
             }
             all_writes.extend(writes);
         }
+        crate::control::may_write(!all_writes.is_empty())?;
         db.write_customer_properties(&schema.name, &all_writes)?;
         if let Ok(mut c) = self.computed_at.lock() {
             c.insert((schema.uid, seg.def.name.clone()), ctx.now);
         }
+        SEGMENTS_EVALUATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(size_of(db, schema.uid, &seg.def.name))
     }
 

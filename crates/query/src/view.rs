@@ -44,7 +44,13 @@ pub struct StoredCustomer<'a> {
 
 impl<'a> StoredCustomer<'a> {
     /// The view of customer `index` of a table partition.
+    /// `None` also once the running query was asked to stop
+    /// ([`crate::control`]): callers skip the customer, and the query's
+    /// driver then reports the stop, so a cancelled query ends within one customer.
     pub fn of(tp: &'a TablePartition, index: u32) -> Option<StoredCustomer<'a>> {
+        if crate::control::stopped() {
+            return None;
+        }
         Some(StoredCustomer {
             customer: tp.customers.get(index as usize)?,
             index,

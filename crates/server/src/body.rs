@@ -4,6 +4,16 @@ use crate::error::ApiError;
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Longest wait for a whole body, in ms (`set_read_timeout`).
+static READ_TIMEOUT_MS: AtomicU64 = AtomicU64::new(30_000);
+
+/// Sets how long a client may take to send a body once its headers arrived.
+pub fn set_read_timeout(t: Duration) {
+    READ_TIMEOUT_MS.store(t.as_millis().max(1) as u64, Ordering::Relaxed);
+}
 
 /// Reads a whole body, decoding gzip, refusing more than `limit` bytes raw or decoded.
 pub async fn read_body(
@@ -20,8 +30,17 @@ pub async fn read_body(
             format!("request body is over the limit of {limit} bytes"),
         )
     };
-    let raw = axum::body::to_bytes(body, limit)
+    let wait = Duration::from_millis(READ_TIMEOUT_MS.load(Ordering::Relaxed));
+    let raw = tokio::time::timeout(wait, axum::body::to_bytes(body, limit))
         .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                class,
+                "general_error",
+                format!("request body not received within {} ms", wait.as_millis()),
+            )
+        })?
         .map_err(|_| too_big())?;
     let encoding = headers
         .get("content-encoding")

@@ -156,6 +156,24 @@ impl ApiError {
             query::QueryError::Request { detail } => {
                 Self::new(StatusCode::BAD_REQUEST, "query", "syntax_error", detail)
             }
+            query::QueryError::TimedOut => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "query",
+                "query timed out",
+                "the query ran past its deadline (timeout= or --query-timeout-ms) and was stopped",
+            ),
+            query::QueryError::ReadOnly => Self::new(
+                StatusCode::FORBIDDEN,
+                "auth",
+                "forbidden",
+                "this role may not write customer properties; the query wrote nothing",
+            ),
+            query::QueryError::Cancelled => Self::new(
+                StatusCode::CONFLICT,
+                "query",
+                "query cancelled",
+                "the query was cancelled (DELETE /queries/{id})",
+            ),
             query::QueryError::BadSort(_) => Self::new(
                 StatusCode::BAD_REQUEST,
                 "parse",

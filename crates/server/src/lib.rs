@@ -2,8 +2,12 @@
 //! Handlers translate HTTP to calls on `store` and `query` and back; they
 //! hold no data of their own.
 
+pub mod access;
+pub mod activity;
 pub mod body;
 pub mod error;
+pub mod listen;
+pub mod metrics;
 pub mod params;
 mod routes;
 
@@ -35,6 +39,12 @@ pub struct ServerConfig {
     /// Report every 4xx other than 401 and 403 as 400 (rest spec 1.4), for
     /// clients of the original that test for 400 exactly.
     pub legacy_status_codes: bool,
+    /// Longest a query may run; `timeout=` may only shorten it.
+    pub query_timeout: std::time::Duration,
+    /// Most branches in a query's result tree.
+    pub max_result_nodes: u64,
+    /// Longest wait for the rest of a request body once headers arrived.
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +58,9 @@ impl Default for ServerConfig {
             max_script: 1 << 20,
             prefilter: true,
             legacy_status_codes: false,
+            query_timeout: std::time::Duration::from_secs(300),
+            max_result_nodes: 1_000_000,
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -62,6 +75,14 @@ pub struct AppState {
     pub segments: std::sync::Arc<query::segment::SegmentRegistry>,
     /// When the server started.
     pub started: Instant,
+    /// Users, roles and tokens.
+    pub auth: Arc<auth::AuthStore>,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: metrics::Metrics,
+    /// Running and recent queries.
+    pub activity: activity::Activity,
+    /// The data directory (for `/info`).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Shared handle to the state.
@@ -71,25 +92,56 @@ pub type State = Arc<AppState>;
 pub fn app(state: State) -> axum::Router {
     let max_url = state.config.max_url;
     let legacy = state.config.legacy_status_codes;
-    routes::router(state).layer(axum::middleware::from_fn(move |req, next| {
-        protocol(req, next, max_url, legacy)
-    }))
+    body::set_read_timeout(state.config.body_timeout);
+    let (a, m) = (state.clone(), state.clone());
+    routes::router(state)
+        // Per-route layers (they also wrap the fallback): the metrics layer
+        // sees the matched route and every answer, 401 and 403 included.
+        .layer(axum::middleware::from_fn(move |req, next| {
+            access::authorize(a.clone(), req, next)
+        }))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            count_request(m.clone(), req, next)
+        }))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            protocol(req, next, max_url, legacy)
+        }))
 }
 
-/// Serves `app(state)` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, state: State) -> std::io::Result<()> {
-    // Trailing-slash folding must happen before routing, so it wraps the router as a service.
-    let app = tower::ServiceBuilder::new()
-        .map_request(strip_trailing_slash)
-        .service(app(state));
-    axum::serve(
-        listener,
-        axum::ServiceExt::<Request>::into_make_service(app),
-    )
-    .await
+/// Serves `app(state)` on `listener` (HTTPS when `listen.tls` is set) until
+/// the process ends. Trailing slashes are folded before routing.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: State,
+    listen: listen::ListenConfig,
+) -> std::io::Result<()> {
+    listen::run(listener, app(state), listen).await
 }
 
-fn strip_trailing_slash(mut req: Request) -> Request {
+/// Counts a request by route, method and status, and times it.
+async fn count_request(s: State, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_string();
+    let method = req.method().as_str().to_string();
+    let t = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    s.metrics.inc(
+        "openset_http_requests_total",
+        &[("route", &route), ("method", &method), ("status", &status)],
+    );
+    s.metrics.observe(
+        "openset_http_request_duration_seconds",
+        &[("route", &route)],
+        t.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+pub(crate) fn strip_trailing_slash(mut req: Request) -> Request {
     let path = req.uri().path();
     if path.len() > 1 && path.ends_with('/') {
         let trimmed = path.trim_end_matches('/');

@@ -2,6 +2,8 @@
 //! per customer from the script's `return`, counted per bucket.
 
 use super::queries::{now_ms, respond, script_request, selections};
+use crate::access::Caller;
+use crate::activity::{run_query, QueryInfo};
 use crate::error::ApiError;
 use crate::State;
 use axum::body::Body;
@@ -16,6 +18,7 @@ pub async fn histogram(
     St(s): St<State>,
     Path((table, name)): Path<(String, String)>,
     RawQuery(q): RawQuery,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -30,8 +33,16 @@ pub async fn histogram(
     let mut query = HistogramQuery::from_params(&lookup, name, vars, now_ms())
         .map_err(ApiError::from_query_error)?;
     query.selections = selections(&p, &schema)?;
-    let answer = super::blocking(move || {
-        query::histogram::histogram_query(&s.db, &table, &source, &query, debug)
+    let info = QueryInfo {
+        kind: "histogram",
+        table: &table,
+        script: &source,
+        user: caller.name(),
+        read_only: caller.read_only(),
+    };
+    let (st, t, src) = (s.clone(), table.clone(), source.clone());
+    let answer = run_query(&s, info, &p, move || {
+        query::histogram::histogram_query(&st.db, &t, &src, &query, debug)
             .map_err(ApiError::from_query_error)
     })
     .await?;

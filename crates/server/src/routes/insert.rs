@@ -100,6 +100,11 @@ pub async fn insert(
         }
         return Err(err);
     }
+    s.metrics.inc("openset_insert_requests_total", &[]);
+    s.metrics
+        .add("openset_inserted_events_total", &[], report.accepted as f64);
+    s.metrics
+        .add("openset_rejected_events_total", &[], report.rejected as f64);
     let mut out = Map::new();
     out.insert("message".into(), json!("yummy"));
     out.insert("routes".into(), json!([s.config.public_address]));

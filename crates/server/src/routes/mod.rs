@@ -1,13 +1,17 @@
 //! The route table (rest spec section 0) and the handlers, one module per area.
 
+mod auth;
 mod cluster;
 mod histogram;
 mod insert;
+mod ops;
 mod queries;
 mod tables;
 
+pub(crate) use queries::now_ms;
+
 use crate::State;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 /// Every public path, old aliases included.
@@ -68,6 +72,18 @@ pub fn router(state: State) -> Router {
                 .post(queries::not_yet)
                 .delete(queries::not_yet),
         )
+        .route("/v1/auth/user/register", post(auth::register))
+        .route("/v1/auth/user/{name}/password", put(auth::password))
+        .route("/v1/auth/user/{name}", delete(auth::delete))
+        .route("/v1/auth/users", get(auth::list))
+        .route("/v1/auth/token/user", get(auth::token))
+        .route("/metrics", get(ops::prometheus))
+        .route("/metrics.json", get(ops::metrics_json))
+        .route("/version", get(ops::version))
+        .route("/info", get(ops::info))
+        .route("/queries", get(ops::queries))
+        .route("/queries/{id}", delete(ops::cancel))
+        .route("/query-history", get(ops::history))
         .with_state(state)
 }
 

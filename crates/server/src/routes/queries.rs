@@ -1,6 +1,8 @@
 //! Query endpoints (rest spec 5): customer and event queries; the
 //! segment, property, histogram and batch kinds answer 501 until built.
 
+use crate::access::Caller;
+use crate::activity::{run_query, QueryInfo};
 use crate::body::read_body;
 use crate::error::{not_initialized, ApiError};
 use crate::params::Params;
@@ -21,6 +23,7 @@ pub async fn customer(
     St(s): St<State>,
     Path(table): Path<String>,
     RawQuery(q): RawQuery,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     if !s.db.is_initialized() {
         return Err(not_initialized());
@@ -37,14 +40,35 @@ pub async fn customer(
         IdType::Numeric => CustomerKey::Num(raw.trim().parse().map_err(|_| bad("invalid id"))?),
         IdType::Textual => text_id(&raw).map_err(|_| bad("invalid id"))?,
     };
-    match query::customer::customer_history(&s.db, &table, &key).map_err(ApiError::from_query)? {
-        Some(v) => Ok(Json(v)),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "query",
-            "item not found",
-            "customer could not be found",
-        )),
+    let info = QueryInfo {
+        kind: "customer",
+        table: &table,
+        script: &raw,
+        user: caller.name(),
+        read_only: caller.read_only(),
+    };
+    let t = table.clone();
+    let db = s.clone();
+    let answer = run_query(
+        &s,
+        info,
+        &p,
+        move || match query::customer::customer_history(&db.db, &t, &key)
+            .map_err(ApiError::from_query)?
+        {
+            Some(v) => Ok(Answer::Tree(v)),
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "query",
+                "item not found",
+                "customer could not be found",
+            )),
+        },
+    )
+    .await?;
+    match answer {
+        Answer::Tree(v) => Ok(Json(v)),
+        Answer::Listing(t) => Ok(Json(Value::String(t))),
     }
 }
 
@@ -215,6 +239,7 @@ pub async fn event(
     St(s): St<State>,
     Path(table): Path<String>,
     RawQuery(q): RawQuery,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -248,8 +273,16 @@ pub async fn event(
         prefilter: s.config.prefilter,
         segments,
     };
-    let answer = super::blocking(move || {
-        query::event::event_query(&s.db, &table, &source, &query, debug)
+    let info = QueryInfo {
+        kind: "event",
+        table: &table,
+        script: &source,
+        user: caller.name(),
+        read_only: caller.read_only(),
+    };
+    let (st, t, src) = (s.clone(), table.clone(), source.clone());
+    let answer = run_query(&s, info, &p, move || {
+        query::event::event_query(&st.db, &t, &src, &query, debug)
             .map_err(ApiError::from_query_error)
     })
     .await?;
@@ -260,6 +293,7 @@ pub async fn property(
     St(s): St<State>,
     Path((table, name)): Path<(String, String)>,
     RawQuery(q): RawQuery,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     if !s.db.is_initialized() {
         return Err(not_initialized());
@@ -270,25 +304,46 @@ pub async fn property(
     let lookup = |k: &str| p.get(k).map(str::to_string);
     let pq = query::property::PropertyQuery::from_params(&lookup, segments)
         .map_err(ApiError::from_query_error)?;
-    let out = super::blocking(move || {
-        query::property::property_query(&s.db, &table, &name, &pq)
+    let info = QueryInfo {
+        kind: "property",
+        table: &table,
+        script: &name,
+        user: caller.name(),
+        read_only: caller.read_only(),
+    };
+    let (st, t, name) = (s.clone(), table.clone(), name.clone());
+    let out = run_query(&s, info, &p, move || {
+        query::property::property_query(&st.db, &t, &name, &pq)
+            .map(Answer::Tree)
             .map_err(ApiError::from_query_error)
     })
     .await?;
-    Ok(Json(out))
+    match out {
+        Answer::Tree(v) => Ok(Json(v)),
+        Answer::Listing(t) => Ok(Json(Value::String(t))),
+    }
 }
 
 pub async fn segment(
     St(s): St<State>,
     Path(table): Path<String>,
     RawQuery(q): RawQuery,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (_, source, debug, params) =
+    let (p, source, debug, params) =
         script_request(&s, &table, q.as_deref(), &headers, body).await?;
-    let answer = super::blocking(move || {
-        query::segment::segment_query(&s.db, &s.segments, &table, &source, &params, debug)
+    let info = QueryInfo {
+        kind: "segment",
+        table: &table,
+        script: &source,
+        user: caller.name(),
+        read_only: caller.read_only(),
+    };
+    let (st, t, src) = (s.clone(), table.clone(), source.clone());
+    let answer = run_query(&s, info, &p, move || {
+        query::segment::segment_query(&st.db, &st.segments, &t, &src, &params, debug)
             .map_err(ApiError::from_query_error)
     })
     .await?;
@@ -299,22 +354,23 @@ pub async fn batch(
     St(s): St<State>,
     Path(table): Path<String>,
     RawQuery(q): RawQuery,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (_, source, debug, params) =
+    let (p, source, debug, params) =
         script_request(&s, &table, q.as_deref(), &headers, body).await?;
-    let answer = super::blocking(move || {
-        query::batch::batch_query(
-            &s.db,
-            &s.segments,
-            &table,
-            &source,
-            &params,
-            now_ms(),
-            debug,
-        )
-        .map_err(ApiError::from_query_error)
+    let info = QueryInfo {
+        kind: "batch",
+        table: &table,
+        script: &source,
+        user: caller.name(),
+        read_only: caller.read_only(),
+    };
+    let (st, t, src) = (s.clone(), table.clone(), source.clone());
+    let answer = run_query(&s, info, &p, move || {
+        query::batch::batch_query(&st.db, &st.segments, &t, &src, &params, now_ms(), debug)
+            .map_err(ApiError::from_query_error)
     })
     .await?;
     Ok(respond(answer))
