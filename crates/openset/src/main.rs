@@ -105,12 +105,20 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         load_sample(&db)?;
     }
     let segments = query::segment::SegmentRegistry::new();
+    let subs = subscriptions::Hub::open(&args.data_dir, &db.catalog())
+        .map_err(|e| format!("opening subscriptions: {e}"))?;
+    segments.set_sink(subs.clone());
     db.set_observer(segments.clone());
     if db.is_initialized() {
+        // Subscribed segments start from their last announced membership,
+        // so this announces exactly what changed while the server was down.
         segments
             .recompute_all(&db)
             .map_err(|e| format!("recomputing segments: {e:?}"))?;
+        subs.compact_journals(&db);
     }
+    subs.start()
+        .map_err(|e| format!("starting subscription delivery: {e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -123,6 +131,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let state = Arc::new(server::AppState {
             db,
             segments,
+            subs,
             config: server::ServerConfig {
                 public_address: addr.to_string(),
                 max_body: args.max_body_bytes,

@@ -62,6 +62,8 @@ pub struct AppState {
     pub segments: std::sync::Arc<query::segment::SegmentRegistry>,
     /// When the server started.
     pub started: Instant,
+    /// Subscriptions and their delivery.
+    pub subs: Arc<subscriptions::Hub>,
 }
 
 /// Shared handle to the state.

@@ -4,10 +4,11 @@ mod cluster;
 mod histogram;
 mod insert;
 mod queries;
+mod subscriptions;
 mod tables;
 
 use crate::State;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 /// Every public path, old aliases included.
@@ -58,16 +59,22 @@ pub fn router(state: State) -> Router {
         .route("/v1/query/{table}/batch", post(queries::batch))
         .route(
             "/v1/subscription/{table}/{segment}/{subscriber}",
-            put(queries::not_yet)
-                .post(queries::not_yet)
-                .delete(queries::not_yet),
+            put(subscriptions::subscribe)
+                .post(subscriptions::subscribe)
+                .delete(subscriptions::unsubscribe),
         )
         .route(
             "/v1/trigger/{table}/{segment}/{subscriber}",
-            put(queries::not_yet)
-                .post(queries::not_yet)
-                .delete(queries::not_yet),
+            put(subscriptions::subscribe)
+                .post(subscriptions::subscribe)
+                .delete(subscriptions::unsubscribe),
         )
+        .route(
+            "/v1/trigger/{table}/{subscriber}",
+            delete(subscriptions::unsubscribe_all),
+        )
+        .route("/v1/subscription/{table}", get(subscriptions::list))
+        .route("/v1/trigger/{table}", get(subscriptions::list))
         .with_state(state)
 }
 

@@ -74,7 +74,14 @@ pub async fn drop(St(s): St<State>, Path(table): Path<String>) -> Result<Json<Va
     require_init(&s)?;
     check_table(&table, "missing table name")?;
     let t = table.clone();
-    super::blocking(move || s.db.drop_table(&t).map_err(ApiError::from_config)).await?;
+    super::blocking(move || {
+        let uid = s.db.table(&t).map_err(ApiError::from_config)?.uid;
+        s.db.drop_table(&t).map_err(ApiError::from_config)?;
+        // Subscriptions go with the table (rest spec 6.6.9).
+        s.subs.drop_table(uid);
+        Ok(())
+    })
+    .await?;
     Ok(Json(json!({ "message": "dropped", "table": table })))
 }
 
@@ -151,6 +158,7 @@ async fn drop_prop(
         if !broken.is_empty() {
             s.db.remove_segments(&t, &broken)
                 .map_err(ApiError::from_config)?;
+            s.subs.drop_segments(schema.uid, &broken);
         }
         Ok(broken)
     })
