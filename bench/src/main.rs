@@ -1,10 +1,11 @@
 //! `openset-bench`: load drivers that start a real release `openset` server
 //! and measure it over HTTP on loopback.
 //!
-//! `openset-bench insert|query [--events N] [--batch N] [--clients N] [--partitions N] [--passes N] [--seed N]`
+//! `openset-bench insert|insert-subs|query [--events N] [--batch N] [--clients N] [--partitions N] [--passes N] [--seed N]`
 //! `openset-bench gen --out FILE.ndjson.gz [--events N] [--seed N]`
 
 mod generate;
+mod subs;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -374,8 +375,9 @@ fn main() {
     match parse_args() {
         Ok((cmd, a)) if cmd == "insert" => insert_bench(&a),
         Ok((cmd, a)) if cmd == "query" => query_bench(&a),
+        Ok((cmd, a)) if cmd == "insert-subs" => subs::insert_subs_bench(&a),
         Ok((cmd, _)) => {
-            eprintln!("unknown benchmark '{cmd}'; try: insert, query");
+            eprintln!("unknown benchmark '{cmd}'; try: insert, insert-subs, query");
             std::process::exit(2);
         }
         Err(e) => {
