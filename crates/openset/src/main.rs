@@ -108,7 +108,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let subs = subscriptions::Hub::open(&args.data_dir, &db.catalog())
         .map_err(|e| format!("opening subscriptions: {e}"))?;
     segments.set_sink(subs.clone());
-    db.set_observer(segments.clone());
+    // on_insert segments first, then re-event triggers.
+    db.set_observer(subs.observer(segments.clone()));
     if db.is_initialized() {
         // Subscribed segments start from their last announced membership,
         // so this announces exactly what changed while the server was down.
@@ -151,6 +152,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 if refresher.db.is_initialized() {
                     refresher.segments.refresh_due(&refresher.db);
                 }
+            })
+            .map_err(|e| e.to_string())?;
+        // Scheduled runs of re-event triggers.
+        let timers = state.clone();
+        std::thread::Builder::new()
+            .name("revent-timers".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                timers.subs.fire_timers(&timers.db);
             })
             .map_err(|e| e.to_string())?;
         // Retention (event_ttl / event_max) runs per table every maint_interval.

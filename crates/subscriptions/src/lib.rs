@@ -7,16 +7,19 @@
 //! Files in `{data_dir}/subscriptions/`: `subscriptions.json` (definitions),
 //! `q{id}.log` + `q{id}.json` (a subscription's stream and position), and
 //! `j{table uid}-{segment}.log` (the announced membership of a subscribed
-//! segment, the diff base at start-up). See ADR 0003.
+//! segment, the diff base at start-up), `triggers.json` and `timers.log`
+//! (re-event triggers, `revent`). See ADR 0003.
 
 mod deliver;
 pub mod frame;
 mod journal;
 pub mod queue;
+pub mod revent;
 
 use journal::Journal;
-use query::segment::{Change, ChangeSink};
+use query::segment::{Change, ChangeSink, SegmentRegistry};
 use queue::{Kind, Queue};
+use revent::{Produced, Registry, Timers, TriggerDef};
 use roaring::RoaringBitmap;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -28,7 +31,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 use store::catalog::Catalog;
+use store::db::ApplyObserver;
+use store::partition::PartitionState;
 use store::record::CustomerKey;
+use store::schema::TableSchema;
 use store::Db;
 
 /// Default retention of undelivered messages: 3 hours.
@@ -36,6 +42,7 @@ pub const DEFAULT_RETENTION_MS: i64 = 3 * 3600 * 1000;
 /// How often appended messages are forced to disk.
 const SYNC_EVERY: Duration = Duration::from_millis(200);
 const DEFS_FILE: &str = "subscriptions.json";
+const TRIGGERS_FILE: &str = "triggers.json";
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -151,6 +158,8 @@ pub enum SubError {
     NotFound(String),
     /// A bad request or a failed test call (400).
     Bad(String),
+    /// A trigger script that does not compile (400 with the OSL error).
+    Compile(osl::CompileError),
     /// Storage failed (503).
     Storage(String),
 }
@@ -224,6 +233,8 @@ pub struct Hub {
     baselines: Mutex<FxHashMap<(u64, String), Sets>>,
     agent: ureq::Agent,
     running: AtomicBool,
+    triggers: Registry,
+    timers: Mutex<Timers>,
 }
 
 fn journal_path(dir: &Path, uid: u64, segment: &str) -> PathBuf {
@@ -243,19 +254,22 @@ impl Hub {
             Err(e) => return Err(e),
         };
         let hub = Hub {
+            timers: Mutex::new(Timers::open(&dir)?),
             dir,
             defs: Mutex::new(Defs::default()),
             feeds: RwLock::new(FxHashMap::default()),
             baselines: Mutex::new(FxHashMap::default()),
             agent: deliver::agent(),
             running: AtomicBool::new(false),
+            triggers: Registry::default(),
         };
+        hub.open_triggers(catalog)?;
         let before = defs.subs.len();
         defs.subs.retain(|d| {
-            let alive = catalog
-                .tables
-                .get(&d.table)
-                .is_some_and(|t| t.uid == d.table_uid && t.segments.contains_key(&d.segment));
+            let alive = catalog.tables.get(&d.table).is_some_and(|t| {
+                t.uid == d.table_uid
+                    && (t.segments.contains_key(&d.segment) || hub.triggers.has(t.uid, &d.segment))
+            });
             if !alive {
                 let _ = fs::remove_file(hub.dir.join(format!("q{}.log", d.id)));
                 let _ = fs::remove_file(hub.dir.join(format!("q{}.json", d.id)));
@@ -303,17 +317,25 @@ impl Hub {
         if let Some(f) = feeds.get(&uid).and_then(|m| m.get(segment)) {
             return Ok(f.clone());
         }
-        let path = journal_path(&self.dir, uid, segment);
-        let baseline = Journal::load(&path)?;
-        let seeded = baseline.is_some();
-        if let Some(b) = baseline {
-            lock(&self.baselines).insert((uid, segment.to_string()), b);
-        }
-        let feed = Arc::new(Feed {
-            journal: Some(Mutex::new(Journal::open(&path)?)),
-            subs: RwLock::new(Vec::new()),
-            seeded: AtomicBool::new(seeded),
-        });
+        let feed = if self.triggers.has(uid, segment) {
+            Arc::new(Feed {
+                journal: None,
+                subs: RwLock::new(Vec::new()),
+                seeded: AtomicBool::new(true),
+            })
+        } else {
+            let path = journal_path(&self.dir, uid, segment);
+            let baseline = Journal::load(&path)?;
+            let seeded = baseline.is_some();
+            if let Some(b) = baseline {
+                lock(&self.baselines).insert((uid, segment.to_string()), b);
+            }
+            Arc::new(Feed {
+                journal: Some(Mutex::new(Journal::open(&path)?)),
+                subs: RwLock::new(Vec::new()),
+                seeded: AtomicBool::new(seeded),
+            })
+        };
         feeds
             .entry(uid)
             .or_default()
@@ -413,6 +435,10 @@ impl Hub {
     /// Forces appended messages and journal records to disk. The file is
     /// synced through a duplicate handle, so appends are not held up.
     pub fn sync(&self) {
+        let handle = lock(&self.timers).take_dirty();
+        if let Some(Err(e)) = handle.map(|h| h.sync_data()) {
+            tracing::warn!(error = %e, "cannot sync trigger timers");
+        }
         let feeds: Vec<Arc<Feed>> = {
             let f = self.feeds.read().unwrap_or_else(|e| e.into_inner());
             f.values().flat_map(|m| m.values().cloned()).collect()
@@ -457,12 +483,14 @@ impl Hub {
         let schema = db
             .table(table)
             .map_err(|_| SubError::NotFound("table not found".into()))?;
-        let Some(def) = schema.segments.get(segment) else {
+        let is_trigger = self.triggers.has(schema.uid, segment);
+        let def = schema.segments.get(segment);
+        if def.is_none() && !is_trigger {
             return Err(SubError::NotFound(format!(
                 "segment: '{segment}' not found."
             )));
-        };
-        if def.refresh_ms.is_none() && !def.on_insert {
+        }
+        if def.is_some_and(|d| d.refresh_ms.is_none() && !d.on_insert) {
             return Err(SubError::Bad(format!(
                 "segment: '{segment}' is not maintained (needs refresh or on_insert)"
             )));
@@ -536,10 +564,15 @@ impl Hub {
         {
             return Ok(f.clone());
         }
-        let path = journal_path(&self.dir, uid, segment);
-        let _ = fs::remove_file(&path);
+        let journal = if self.triggers.has(uid, segment) {
+            None
+        } else {
+            let path = journal_path(&self.dir, uid, segment);
+            let _ = fs::remove_file(&path);
+            Some(Mutex::new(Journal::open(&path)?))
+        };
         let feed = Arc::new(Feed {
-            journal: Some(Mutex::new(Journal::open(&path)?)),
+            journal,
             subs: RwLock::new(Vec::new()),
             seeded: AtomicBool::new(true),
         });
@@ -637,10 +670,18 @@ impl Hub {
         Ok(gone)
     }
 
-    /// Deletes the subscriptions of a dropped table.
+    /// Deletes the subscriptions, triggers and timers of a dropped table.
     pub fn drop_table(&self, uid: u64) {
         if let Err(e) = self.remove_where(|d| d.table_uid == uid) {
             tracing::warn!(error = ?e, "removing subscriptions of a dropped table");
+        }
+        let names: Vec<String> = lock(&self.triggers.defs)
+            .iter()
+            .filter(|d| d.table_uid == uid)
+            .map(|d| d.name.clone())
+            .collect();
+        for n in names {
+            let _ = self.drop_trigger(uid, &n);
         }
     }
 
@@ -702,6 +743,253 @@ impl Hub {
         })
     }
 
+    fn save_triggers(&self, defs: &[TriggerDef]) -> io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(defs).map_err(io::Error::other)?;
+        frame::replace(&self.dir.join(TRIGGERS_FILE), &bytes)
+    }
+
+    /// Reads and compiles the stored triggers of tables that still exist.
+    fn open_triggers(&self, catalog: &Catalog) -> io::Result<()> {
+        let mut defs: Vec<TriggerDef> = match fs::read(self.dir.join(TRIGGERS_FILE)) {
+            Ok(b) => serde_json::from_slice(&b).map_err(io::Error::other)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        defs.retain(|d| {
+            catalog
+                .tables
+                .get(&d.table)
+                .is_some_and(|t| t.uid == d.table_uid)
+        });
+        *lock(&self.triggers.defs) = defs;
+        for schema in catalog.tables.values() {
+            for broken in self.compile_triggers(schema) {
+                tracing::warn!(trigger = %broken, table = %schema.name, "trigger no longer compiles; dropped");
+                let _ = self.drop_trigger(schema.uid, &broken);
+            }
+        }
+        Ok(())
+    }
+
+    /// Compiles a table's stored triggers into the registry; returns the
+    /// names of those that no longer compile (left out).
+    fn compile_triggers(&self, schema: &TableSchema) -> Vec<String> {
+        let defs: Vec<TriggerDef> = lock(&self.triggers.defs)
+            .iter()
+            .filter(|d| d.table_uid == schema.uid)
+            .cloned()
+            .collect();
+        let mut ok = Vec::new();
+        let mut broken = Vec::new();
+        for d in defs {
+            match revent::compile(schema, &d.name, &d.script) {
+                Ok(c) => ok.push(Arc::new(c)),
+                Err(_) => broken.push(d.name),
+            }
+        }
+        ok.sort_by(|a, b| a.name.cmp(&b.name));
+        self.triggers.set_compiled(schema.uid, ok);
+        broken
+    }
+
+    /// After a property drop: triggers that no longer compile are dropped
+    /// with their subscriptions and timers; returns their names.
+    pub fn reload_triggers(&self, schema: &TableSchema) -> Vec<String> {
+        let broken = self.compile_triggers(schema);
+        for n in &broken {
+            let _ = self.drop_trigger(schema.uid, n);
+        }
+        broken
+    }
+
+    /// Creates or replaces a re-event trigger (rest spec 3.10).
+    pub fn define_trigger(
+        &self,
+        db: &Db,
+        table: &str,
+        name: &str,
+        script: &str,
+    ) -> Result<(), SubError> {
+        let schema = db
+            .table(table)
+            .map_err(|_| SubError::NotFound("table not found".into()))?;
+        if schema.segments.contains_key(name) {
+            return Err(SubError::Bad(format!(
+                "'{name}' is the name of a segment (segments and triggers share names)"
+            )));
+        }
+        revent::compile(&schema, name, script).map_err(SubError::Compile)?;
+        let mut defs = lock(&self.triggers.defs);
+        let def = TriggerDef {
+            table: table.to_string(),
+            table_uid: schema.uid,
+            name: name.to_string(),
+            script: script.to_string(),
+        };
+        match defs
+            .iter_mut()
+            .find(|d| d.table_uid == schema.uid && d.name == name)
+        {
+            Some(d) => *d = def,
+            None => defs.push(def),
+        }
+        self.save_triggers(&defs)
+            .map_err(|e| SubError::Storage(e.to_string()))?;
+        drop(defs);
+        self.compile_triggers(&schema);
+        Ok(())
+    }
+
+    /// A stored trigger.
+    pub fn trigger(&self, uid: u64, name: &str) -> Option<TriggerDef> {
+        lock(&self.triggers.defs)
+            .iter()
+            .find(|d| d.table_uid == uid && d.name == name)
+            .cloned()
+    }
+
+    /// Deletes a trigger with its timers and subscriptions; `false` if unknown.
+    pub fn drop_trigger(&self, uid: u64, name: &str) -> Result<bool, SubError> {
+        let mut defs = lock(&self.triggers.defs);
+        let before = defs.len();
+        defs.retain(|d| !(d.table_uid == uid && d.name == name));
+        if defs.len() == before {
+            return Ok(false);
+        }
+        self.save_triggers(&defs)
+            .map_err(|e| SubError::Storage(e.to_string()))?;
+        drop(defs);
+        let list: Vec<Arc<revent::Compiled>> = self
+            .triggers
+            .of(uid)
+            .map(|l| l.iter().filter(|c| c.name != name).cloned().collect())
+            .unwrap_or_default();
+        self.triggers.set_compiled(uid, list);
+        lock(&self.timers)
+            .forget(uid, name)
+            .map_err(|e| SubError::Storage(e.to_string()))?;
+        self.remove_where(|d| d.table_uid == uid && d.segment == name)?;
+        Ok(true)
+    }
+
+    /// Timers waiting (all triggers).
+    pub fn timers_waiting(&self) -> usize {
+        lock(&self.timers).len()
+    }
+
+    /// Emits messages and adds timers a trigger run produced.
+    fn deliver_produced(&self, uid: u64, stamp: i64, produced: Produced) {
+        if !produced.timers.is_empty() {
+            let mut timers = lock(&self.timers);
+            for t in produced.timers {
+                if let Err(e) = timers.add(t) {
+                    tracing::error!(error = %e, "cannot store a trigger timer");
+                }
+            }
+        }
+        let mut emitted = produced.emitted;
+        emitted.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut i = 0;
+        while i < emitted.len() {
+            let name = emitted[i].0.clone();
+            let end = i + emitted[i..].iter().take_while(|e| e.0 == name).count();
+            if let Some(feed) = self.feed(uid, &name) {
+                let items: Vec<_> = emitted[i..end]
+                    .iter()
+                    .map(|(_, key, text)| {
+                        (
+                            stamp,
+                            key.clone(),
+                            Kind::Emitted,
+                            Some(text.as_str().into()),
+                        )
+                    })
+                    .collect();
+                self.fan_out(&feed, &items);
+            }
+            i = end;
+        }
+    }
+
+    /// Runs every trigger's `on_insert` for the customers an insert touched.
+    fn run_triggers(&self, partition: u32, state: &mut PartitionState, touched: &[(u64, u32)]) {
+        let mut i = 0;
+        while i < touched.len() {
+            let uid = touched[i].0;
+            let end = i + touched[i..].iter().take_while(|t| t.0 == uid).count();
+            let customers = &touched[i..end];
+            i = end;
+            let (Some(list), Some(tp)) = (self.triggers.of(uid), state.tables.get(&uid)) else {
+                continue;
+            };
+            let now = now_ms();
+            let mut produced = Produced::default();
+            for trigger in list.iter() {
+                for &(_, ci) in customers {
+                    revent::run_one(
+                        trigger,
+                        osl::trigger::ENTRY,
+                        tp,
+                        uid,
+                        partition,
+                        ci,
+                        now,
+                        &mut produced,
+                    );
+                }
+            }
+            self.deliver_produced(uid, now, produced);
+        }
+    }
+
+    /// Runs the scheduled functions that are due (called every ~100 ms).
+    pub fn fire_timers(&self, db: &Db) {
+        let Ok(engine) = db.engine() else { return };
+        let now = now_ms();
+        let due = lock(&self.timers).take_due(now);
+        for t in due {
+            let trigger = self
+                .triggers
+                .of(t.table_uid)
+                .and_then(|l| l.iter().find(|c| c.name == t.trigger).cloned());
+            if let (Some(trigger), true) = (trigger, t.partition < engine.partition_count()) {
+                let st = engine.read(t.partition);
+                if let Some(tp) = st.tables.get(&t.table_uid) {
+                    if tp
+                        .customers
+                        .get(t.ci as usize)
+                        .is_some_and(|c| c.key == t.key)
+                    {
+                        let mut produced = Produced::default();
+                        revent::run_one(
+                            &trigger,
+                            &t.function,
+                            tp,
+                            t.table_uid,
+                            t.partition,
+                            t.ci,
+                            now,
+                            &mut produced,
+                        );
+                        // Emitted under the read lock: in order with on_insert runs.
+                        self.deliver_produced(t.table_uid, now, produced);
+                    }
+                }
+            }
+            if let Err(e) = lock(&self.timers).done(t.id) {
+                tracing::warn!(error = %e, "cannot record a finished timer; it may run again");
+            }
+        }
+    }
+
+    /// The store's observer: `on_insert` segments first, then triggers.
+    pub fn observer(self: &Arc<Self>, segments: Arc<SegmentRegistry>) -> Arc<dyn ApplyObserver> {
+        Arc::new(Chain {
+            segments,
+            hub: self.clone(),
+        })
+    }
+
     fn feed(&self, uid: u64, name: &str) -> Option<Arc<Feed>> {
         self.feeds
             .read()
@@ -757,5 +1045,18 @@ impl ChangeSink for Hub {
 
     fn baseline(&self, uid: u64, segment: &str) -> Option<Vec<(u32, RoaringBitmap)>> {
         lock(&self.baselines).remove(&(uid, segment.to_string()))
+    }
+}
+
+/// Segments, then triggers, after every applied group.
+struct Chain {
+    segments: Arc<SegmentRegistry>,
+    hub: Arc<Hub>,
+}
+
+impl ApplyObserver for Chain {
+    fn applied(&self, partition: u32, state: &mut PartitionState, touched: &[(u64, u32)]) {
+        self.segments.applied(partition, state, touched);
+        self.hub.run_triggers(partition, state, touched);
     }
 }

@@ -39,9 +39,9 @@ pub fn router(state: State) -> Router {
         )
         .route(
             "/v1/table/{table}/revent/{name}",
-            get(tables::revent)
-                .post(tables::revent)
-                .delete(tables::revent),
+            get(tables::revent_describe)
+                .post(tables::revent_create)
+                .delete(tables::revent_drop),
         )
         .route("/v1/insert/{table}", post(insert::insert))
         .route("/v1/query/{table}/customer", get(queries::customer))

@@ -12,8 +12,10 @@ use serde_json::{json, Value};
 use store::schema::{valid_segment_name, valid_table_name};
 use subscriptions::{SubError, Target};
 
-fn from_sub(e: SubError) -> ApiError {
+/// The answer for a subscription or trigger failure.
+pub(crate) fn from_sub(e: SubError) -> ApiError {
     match e {
+        SubError::Compile(c) => ApiError::from_compile(&c),
         SubError::NotFound(d) => {
             ApiError::new(StatusCode::NOT_FOUND, "config", "general_config_error", d)
         }
@@ -67,9 +69,9 @@ pub async fn subscribe(
     };
     let (t, seg, sub) = (table.clone(), segment.clone(), subscriber.clone());
     super::blocking(move || {
-        // The segment is checked before the body (rest spec 6.1 order).
+        // The segment (or trigger) is checked before the body (rest spec 6.1 order).
         let schema = s.db.table(&t).map_err(ApiError::from_config)?;
-        if !schema.segments.contains_key(&seg) {
+        if !schema.segments.contains_key(&seg) && s.subs.trigger(schema.uid, &seg).is_none() {
             return Err(from_sub(SubError::NotFound(format!(
                 "segment: '{seg}' not found."
             ))));
