@@ -94,13 +94,15 @@ pub fn insert_subs_bench(a: &Args) {
     let agent = agent();
     let messages = Arc::new(AtomicU64::new(0));
     let port = receiver(messages.clone());
-    let configs = [0usize, 1, 10];
+    // (segments, subscribed): the unsubscribed row separates the cost of
+    // evaluating on_insert segments from the cost of their subscriptions.
+    let configs = [(0usize, false), (1, true), (10, false), (10, true)];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     let mut generated = vec![0u64; configs.len()];
     // Configurations interleaved per pass, so drift hits them alike.
     for pass in 0..a.passes.max(1) {
-        for (c, &k) in configs.iter().enumerate() {
-            let table = format!("subs{k}_{pass}");
+        for (c, &(k, subscribed)) in configs.iter().enumerate() {
+            let table = format!("subs{c}_{pass}");
             let base = &server.base;
             post(
                 &agent,
@@ -113,7 +115,7 @@ pub fn insert_subs_bench(a: &Args) {
                     &format!("{base}/v1/query/{table}/segment"),
                     scripts(k).as_bytes(),
                 );
-                for i in 0..k {
+                for i in (0..k).filter(|_| subscribed) {
                     let hook = format!(r#"{{"host": "127.0.0.1", "port": {port}}}"#);
                     match agent
                         .put(&format!("{base}/v1/subscription/{table}/s{i}/bench"))
@@ -126,7 +128,7 @@ pub fn insert_subs_bench(a: &Args) {
             }
             let secs = post_all(&bodies, &format!("{base}/v1/insert/{table}"), a.clients);
             rates[c].push(a.events as f64 / secs);
-            if k > 0 {
+            if subscribed {
                 let list: serde_json::Value = agent
                     .get(&format!("{base}/v1/subscription/{table}"))
                     .call()
@@ -160,12 +162,13 @@ pub fn insert_subs_bench(a: &Args) {
         v[v.len() / 2]
     };
     let base_rate = median(&mut rates[0].clone());
-    println!("| subscribed on_insert segments | median events/s | vs none | messages per pass |");
-    println!("|---|---|---|---|");
-    for (c, &k) in configs.iter().enumerate() {
+    println!("| on_insert segments | subscribed | median events/s | vs none | messages per pass |");
+    println!("|---|---|---|---|---|");
+    for (c, &(k, subscribed)) in configs.iter().enumerate() {
         let r = median(&mut rates[c]);
         println!(
-            "| {k} | {r:.0} | {:.2}x | {} |",
+            "| {k} | {} | {r:.0} | {:.2}x | {} |",
+            if subscribed { "yes" } else { "no" },
             r / base_rate,
             generated[c] / a.passes.max(1) as u64
         );

@@ -2,8 +2,8 @@
 //! per subscription (rest spec 6.4, 6.6): batches of up to 500 in `seq`
 //! order, one call in flight, exponential back-off with jitter on failure.
 
+use crate::queue::Message;
 use crate::{now_ms, Sub, Target};
-use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 pub const MAX_BATCH: usize = 500;
 const FIRST_BACKOFF_MS: u64 = 250;
 const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
+/// After an idle spell, how long the first messages wait for company, so a
+/// stream of small insert groups makes full batches rather than one call
+/// per group. Messages waiting after a success go at once.
+const LINGER: Duration = Duration::from_millis(20);
 
 /// The HTTP client every subscription shares: 2 s to connect, 30 s per call.
 pub fn agent() -> ureq::Agent {
@@ -24,11 +28,11 @@ pub fn agent() -> ureq::Agent {
 }
 
 /// Posts `body` to the hook; `Err` with a reason unless it answers 2xx.
-fn post(agent: &ureq::Agent, url: &str, body: &Value) -> Result<(), String> {
+fn post(agent: &ureq::Agent, url: &str, body: &str) -> Result<(), String> {
     match agent
         .post(url)
         .set("content-type", "application/json")
-        .send_string(&body.to_string())
+        .send_string(body)
     {
         Ok(r) if (200..300).contains(&r.status()) => Ok(()),
         Ok(r) => Err(format!("HTTP {} from {url}", r.status())),
@@ -47,7 +51,7 @@ pub fn test_call(
     post(
         agent,
         &target.url(segment, subscriber, 0, 0, 0),
-        &json!({ "messages": [] }),
+        r#"{"messages":[]}"#,
     )
 }
 
@@ -70,6 +74,28 @@ impl Jitter {
     }
 }
 
+/// Writes the subscription's position file if it changed. Only the delivery
+/// thread writes it, outside the lock appends take (an fsync there would
+/// stall inserts), then drops acknowledged messages from the queue file.
+fn persist(sub: &Sub) {
+    let Some((path, bytes)) = sub.lock().queue.state_snapshot() else {
+        return;
+    };
+    if let Err(e) = crate::frame::replace(&path, &bytes) {
+        tracing::warn!(error = %e, "cannot record a delivery; it may be sent again");
+        return;
+    }
+    let mut st = sub.lock();
+    if st.removed {
+        // Deleted meanwhile: leave nothing behind.
+        let _ = std::fs::remove_file(&path);
+        return;
+    }
+    if let Err(e) = st.queue.after_saved() {
+        tracing::warn!(error = %e, "cannot compact a subscription queue");
+    }
+}
+
 /// Delivers `sub`'s stream until the subscription is removed.
 pub fn run(agent: ureq::Agent, sub: Arc<Sub>) {
     let mut backoff = 0u64;
@@ -77,8 +103,9 @@ pub fn run(agent: ureq::Agent, sub: Arc<Sub>) {
     loop {
         let target = sub.target();
         // Wait for messages; drop expired ones before every attempt.
-        let (body, url, last_seq, dropped) = {
+        let (msgs, remaining, dropped) = {
             let mut st = sub.lock();
+            let mut idle = false;
             loop {
                 if sub.stop.load(Ordering::Acquire) {
                     return;
@@ -87,25 +114,58 @@ pub fn run(agent: ureq::Agent, sub: Arc<Sub>) {
                 if !st.queue.pending.is_empty() {
                     break;
                 }
+                idle = true;
+                if st.queue.state_dirty {
+                    // Drops by retention or the bound, while idle.
+                    drop(st);
+                    persist(&sub);
+                    st = sub.lock();
+                    continue;
+                }
                 st = sub
                     .wake
                     .wait_timeout(st, Duration::from_secs(1))
                     .map_or_else(|e| e.into_inner().0, |r| r.0);
             }
+            if idle {
+                let until = Instant::now() + LINGER;
+                while st.queue.pending.len() < MAX_BATCH && !sub.stop.load(Ordering::Acquire) {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    st = sub
+                        .wake
+                        .wait_timeout(st, left)
+                        .map_or_else(|e| e.into_inner().0, |r| r.0);
+                }
+            }
+            // Copied out, so the hook's JSON is built without holding the
+            // lock that appends (under a partition lock) need.
             let n = st.queue.pending.len().min(MAX_BATCH);
-            let msgs: Vec<Value> = st
-                .queue
-                .pending
-                .iter()
-                .take(n)
-                .map(|m| m.to_json())
-                .collect();
-            let last_seq = st.queue.pending[n - 1].seq;
-            let remaining = st.queue.pending.len() - n;
-            let dropped = st.queue.unreported();
-            let url = target.url(&sub.segment, &sub.subscriber, n, remaining, dropped);
-            (json!({ "messages": msgs }), url, last_seq, dropped)
+            let msgs: Vec<Message> = st.queue.pending.iter().take(n).cloned().collect();
+            (msgs, st.queue.pending.len() - n, st.queue.unreported())
         };
+        let Some(last_seq) = msgs.last().map(|m| m.seq) else {
+            continue;
+        };
+        let url = target.url(
+            &sub.segment,
+            &sub.subscriber,
+            msgs.len(),
+            remaining,
+            dropped,
+        );
+        let mut body = String::with_capacity(64 + msgs.len() * 160);
+        body.push_str(r#"{"messages":["#);
+        for (i, m) in msgs.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            m.write_json(&mut body);
+        }
+        body.push_str("]}");
+        drop(msgs);
         let outcome = post(&agent, &url, &body);
         let mut st = sub.lock();
         if st.removed {
@@ -113,13 +173,13 @@ pub fn run(agent: ureq::Agent, sub: Arc<Sub>) {
         }
         match outcome {
             Ok(()) => {
-                if let Err(e) = st.queue.ack(last_seq, dropped) {
-                    tracing::warn!(error = %e, "cannot record a delivery; it may be sent again");
-                }
+                st.queue.ack(last_seq, dropped);
                 st.last_success = Some(now_ms());
                 st.last_error = None;
                 st.failing = false;
                 backoff = 0;
+                drop(st);
+                persist(&sub);
             }
             Err(e) => {
                 tracing::debug!(subscriber = %sub.subscriber, error = %e, "delivery failed");

@@ -4,7 +4,7 @@
 
 use crate::frame::{self, Reader};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -53,21 +53,27 @@ pub struct Message {
 }
 
 impl Message {
-    /// The message as delivered (rest spec 6.4).
-    pub fn to_json(&self) -> Value {
-        let id = self.key.to_json();
-        let mut v = json!({
-            "seq": self.seq,
-            "stamp": self.stamp,
-            "stamp_iso": store::stamp::format_iso8601(self.stamp),
-            "id": id.clone(),
-            "uid": id,
-            "state": self.kind.name(),
-        });
+    /// Appends the message as delivered (rest spec 6.4) to `out`, as JSON.
+    /// Written by hand: a `serde_json::Value` per message costs an ordered
+    /// map and several allocations, and delivery shares the cores with inserts.
+    pub fn write_json(&self, out: &mut String) {
+        use std::fmt::Write;
+        let id = match &self.key {
+            CustomerKey::Num(n) => n.to_string(),
+            CustomerKey::Text(t) => Value::from(&**t).to_string(),
+        };
+        let _ = write!(
+            out,
+            r#"{{"seq":{},"stamp":{},"stamp_iso":"{}","id":{id},"uid":{id},"state":"{}""#,
+            self.seq,
+            self.stamp,
+            store::stamp::format_iso8601(self.stamp),
+            self.kind.name()
+        );
         if let Some(t) = &self.text {
-            v["message"] = Value::from(&**t);
+            let _ = write!(out, r#","message":{}"#, Value::from(&**t));
         }
-        v
+        out.push('}');
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
@@ -263,15 +269,30 @@ impl Queue {
     }
 
     /// Records a successful call that carried messages up to `last_seq` and
-    /// reported `dropped` drops; persists the position.
-    pub fn ack(&mut self, last_seq: u64, dropped: u64) -> io::Result<()> {
+    /// reported `dropped` drops, in memory; `state_snapshot` + `after_saved`
+    /// persist it (outside the lock appends need).
+    pub fn ack(&mut self, last_seq: u64, dropped: u64) {
         while self.pending.front().is_some_and(|m| m.seq <= last_seq) {
             self.pending.pop_front();
             self.pos.delivered += 1;
         }
         self.pos.acked = self.pos.acked.max(last_seq);
         self.pos.unreported = self.pos.unreported.saturating_sub(dropped);
-        self.save()?;
+        self.state_dirty = true;
+    }
+
+    /// The state file's path and new content, when the position changed.
+    pub fn state_snapshot(&mut self) -> Option<(PathBuf, Vec<u8>)> {
+        if !self.state_dirty {
+            return None;
+        }
+        self.state_dirty = false;
+        let bytes = serde_json::to_vec(&self.pos).ok()?;
+        Some((self.state_path.clone(), bytes))
+    }
+
+    /// After the state file was written: acknowledged messages leave the file.
+    pub fn after_saved(&mut self) -> io::Result<()> {
         if self.pending.is_empty() && self.file_len > 0 {
             // Everything is acknowledged: the file restarts empty.
             self.file.set_len(0)?;
@@ -280,6 +301,15 @@ impl Queue {
             self.rewrite()?;
         }
         Ok(())
+    }
+
+    /// Persists the position now (snapshot, write, compaction) under the caller's lock.
+    pub fn save(&mut self) -> io::Result<()> {
+        self.state_dirty = true;
+        if let Some((path, bytes)) = self.state_snapshot() {
+            frame::replace(&path, &bytes)?;
+        }
+        self.after_saved()
     }
 
     fn rewrite(&mut self) -> io::Result<()> {
@@ -301,14 +331,6 @@ impl Queue {
         }
         self.dirty = false;
         self.file.try_clone().ok()
-    }
-
-    /// Writes the state file (atomically).
-    pub fn save(&mut self) -> io::Result<()> {
-        let bytes = serde_json::to_vec(&self.pos).map_err(io::Error::other)?;
-        frame::replace(&self.state_path, &bytes)?;
-        self.state_dirty = false;
-        Ok(())
     }
 
     /// Removes the files (the subscription is deleted).
@@ -348,7 +370,8 @@ mod tests {
         {
             let mut q = Queue::open(dir.path(), 1).unwrap();
             q.append(msgs(&["a", "b", "c"], 10).into_iter()).unwrap();
-            q.ack(1, 0).unwrap();
+            q.ack(1, 0);
+            q.save().unwrap();
         }
         let mut q = Queue::open(dir.path(), 1).unwrap();
         let seqs: Vec<u64> = q.pending.iter().map(|m| m.seq).collect();
@@ -356,13 +379,51 @@ mod tests {
         assert_eq!(q.delivered(), 1);
         q.append(vec![(11, CustomerKey::Num(-5), Kind::Emitted, Some("hi".into()))].into_iter())
             .unwrap();
-        q.ack(3, 0).unwrap();
+        q.ack(3, 0);
+        q.save().unwrap();
         drop(q);
         let q = Queue::open(dir.path(), 1).unwrap();
         assert_eq!(q.pending.len(), 1);
         assert_eq!(q.pending[0].seq, 4);
         assert_eq!(q.pending[0].key, CustomerKey::Num(-5));
         assert_eq!(q.pending[0].text.as_deref(), Some("hi"));
+    }
+
+    #[test]
+    fn messages_render_as_the_spec_shows() {
+        let m = Message {
+            seq: 7,
+            stamp: 1_710_064_800_000,
+            key: CustomerKey::Text("a\"na".into()),
+            kind: Kind::Emitted,
+            text: Some("hi \"there\"".into()),
+        };
+        let mut out = String::new();
+        m.write_json(&mut out);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"seq": 7, "stamp": 1_710_064_800_000i64,
+                "stamp_iso": "2024-03-10T10:00:00Z", "id": "a\"na", "uid": "a\"na",
+                "state": "emitted", "message": "hi \"there\""})
+        );
+        let mut out = String::new();
+        Message {
+            key: CustomerKey::Num(-3),
+            kind: Kind::Exited,
+            text: None,
+            ..m
+        }
+        .write_json(&mut out);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            (v["id"].clone(), v["uid"].clone(), v["state"].clone()),
+            (
+                serde_json::json!(-3),
+                serde_json::json!(-3),
+                serde_json::json!("exited")
+            )
+        );
     }
 
     #[test]
@@ -374,7 +435,7 @@ mod tests {
         assert_eq!(q.expire(1500, 1000), 2);
         assert_eq!(q.pending.len(), 1);
         assert_eq!(q.unreported(), 2);
-        q.ack(3, 2).unwrap();
+        q.ack(3, 2);
         assert_eq!((q.unreported(), q.dropped(), q.delivered()), (0, 2, 1));
         assert_eq!(q.last_seq(), 3);
     }
