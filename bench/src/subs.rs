@@ -99,6 +99,7 @@ pub fn insert_subs_bench(a: &Args) {
     let configs = [(0usize, false), (1, true), (10, false), (10, true)];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     let mut generated = vec![0u64; configs.len()];
+    let mut left = vec![0u64; configs.len()];
     // Configurations interleaved per pass, so drift hits them alike.
     for pass in 0..a.passes.max(1) {
         for (c, &(k, subscribed)) in configs.iter().enumerate() {
@@ -129,6 +130,15 @@ pub fn insert_subs_bench(a: &Args) {
             let secs = post_all(&bodies, &format!("{base}/v1/insert/{table}"), a.clients);
             rates[c].push(a.events as f64 / secs);
             if subscribed {
+                // Waiting when the last insert was answered (delivered after the timed part).
+                let status: serde_json::Value = agent
+                    .get(&format!("{base}/v1/status"))
+                    .call()
+                    .ok()
+                    .and_then(|r| r.into_string().ok())
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_default();
+                left[c] += status["subscriptions"]["backlog"].as_u64().unwrap_or(0);
                 let list: serde_json::Value = agent
                     .get(&format!("{base}/v1/subscription/{table}"))
                     .call()
@@ -162,15 +172,16 @@ pub fn insert_subs_bench(a: &Args) {
         v[v.len() / 2]
     };
     let base_rate = median(&mut rates[0].clone());
-    println!("| on_insert segments | subscribed | median events/s | vs none | messages per pass |");
-    println!("|---|---|---|---|---|");
+    println!("| on_insert segments | subscribed | median events/s | vs none | messages per pass | waiting at the end |");
+    println!("|---|---|---|---|---|---|");
     for (c, &(k, subscribed)) in configs.iter().enumerate() {
         let r = median(&mut rates[c]);
         println!(
-            "| {k} | {} | {r:.0} | {:.2}x | {} |",
+            "| {k} | {} | {r:.0} | {:.2}x | {} | {} |",
             if subscribed { "yes" } else { "no" },
             r / base_rate,
-            generated[c] / a.passes.max(1) as u64
+            generated[c] / a.passes.max(1) as u64,
+            left[c] / a.passes.max(1) as u64
         );
     }
     println!(
