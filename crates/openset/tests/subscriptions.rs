@@ -79,6 +79,15 @@ fn wait_listing(s: &Server, key: &str, want: &Value) {
     }
 }
 
+/// Polls until the server recorded a failed delivery attempt.
+fn wait_refused(s: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while listing(s)[0]["last_error"].is_null() {
+        assert!(Instant::now() < deadline, "{:?}", listing(s));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn listing(s: &Server) -> Vec<Value> {
     let a = s.get("/v1/subscription/shop");
     assert_eq!(a.status, 200, "{}", a.text);
@@ -336,16 +345,21 @@ fn batches_of_500_with_retries_after_500s() {
 fn a_stopped_hook_gets_its_messages_when_back_and_retention_drops_old_ones() {
     let s = server("textual");
     let mut h = Hook::start();
-    let body = json!({"host": "127.0.0.1", "port": h.port, "retention": 1000});
+    let body = json!({"host": "127.0.0.1", "port": h.port, "retention": 60_000});
     assert_eq!(subscribe(&s, "pair", "crm", &body).status, 200);
     h.stop();
     s.insert_ok("shop", &events(&["ana"], 2, 1_700_000_000_000));
-    // Down for less than the retention: delivered once back.
-    std::thread::sleep(Duration::from_millis(300));
+    // Down for less than the retention: delivered once back, after retries.
+    wait_refused(&s);
     h.restart();
     let msgs = h.wait_for(1);
     assert_eq!(states(&msgs), [("ana".into(), "entered".into())]);
+    assert_eq!(listing(&s)[0]["dropped"], 0);
 
+    // Updating the subscription keeps its stream; now a retention of 1 s.
+    let body = json!({"host": "127.0.0.1", "port": h.port, "retention": 1000});
+    assert_eq!(subscribe(&s, "pair", "crm", &body).status, 200);
+    assert_eq!(listing(&s)[0]["retention"], 1000);
     // Down for longer than the retention: the message is dropped and counted.
     h.stop();
     s.insert_ok("shop", &events(&["ana"], 2, 1_700_000_000_100));

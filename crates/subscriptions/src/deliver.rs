@@ -166,9 +166,21 @@ pub fn run(agent: ureq::Agent, sub: Arc<Sub>) {
         }
         body.push_str("]}");
         drop(msgs);
-        let outcome = post(&agent, &url, &body);
+        let mut outcome = post(&agent, &url, &body);
+        if outcome.is_ok() {
+            // Durable before visible: a listing that shows it delivered
+            // means a crash will not send it again.
+            let next = sub.lock().queue.position_after(last_seq, dropped);
+            if let Some((path, bytes)) = next {
+                if let Err(e) = crate::frame::replace(&path, &bytes) {
+                    outcome = Err(format!("cannot record the delivery: {e}"));
+                }
+            }
+        }
         let mut st = sub.lock();
         if st.removed {
+            // Deleted during the call: leave no position file behind.
+            st.queue.remove();
             return;
         }
         match outcome {
@@ -178,8 +190,9 @@ pub fn run(agent: ureq::Agent, sub: Arc<Sub>) {
                 st.last_error = None;
                 st.failing = false;
                 backoff = 0;
-                drop(st);
-                persist(&sub);
+                if let Err(e) = st.queue.after_saved() {
+                    tracing::warn!(error = %e, "cannot compact a subscription queue");
+                }
             }
             Err(e) => {
                 tracing::debug!(subscriber = %sub.subscriber, error = %e, "delivery failed");

@@ -268,17 +268,33 @@ impl Queue {
         self.pos.unreported
     }
 
-    /// Records a successful call that carried messages up to `last_seq` and
-    /// reported `dropped` drops, in memory; `state_snapshot` + `after_saved`
-    /// persist it (outside the lock appends need).
+    fn acked(
+        pos: &mut Position,
+        pending: &VecDeque<Message>,
+        last_seq: u64,
+        dropped: u64,
+    ) -> usize {
+        let n = pending.iter().take_while(|m| m.seq <= last_seq).count();
+        pos.delivered += n as u64;
+        pos.acked = pos.acked.max(last_seq);
+        pos.unreported = pos.unreported.saturating_sub(dropped);
+        n
+    }
+
+    /// The state file's path and content once a call that carried messages
+    /// up to `last_seq` and reported `dropped` drops is acknowledged: written
+    /// (outside the lock appends need) before `ack` makes it visible.
+    pub fn position_after(&self, last_seq: u64, dropped: u64) -> Option<(PathBuf, Vec<u8>)> {
+        let mut pos = self.pos.clone();
+        Self::acked(&mut pos, &self.pending, last_seq, dropped);
+        let bytes = serde_json::to_vec(&pos).ok()?;
+        Some((self.state_path.clone(), bytes))
+    }
+
+    /// Records the acknowledgement in memory (see `position_after`).
     pub fn ack(&mut self, last_seq: u64, dropped: u64) {
-        while self.pending.front().is_some_and(|m| m.seq <= last_seq) {
-            self.pending.pop_front();
-            self.pos.delivered += 1;
-        }
-        self.pos.acked = self.pos.acked.max(last_seq);
-        self.pos.unreported = self.pos.unreported.saturating_sub(dropped);
-        self.state_dirty = true;
+        let n = Self::acked(&mut self.pos, &self.pending, last_seq, dropped);
+        self.pending.drain(..n);
     }
 
     /// The state file's path and new content, when the position changed.
