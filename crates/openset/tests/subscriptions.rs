@@ -472,10 +472,18 @@ fn changes_while_down_are_announced_at_start_up() {
 }
 
 #[test]
-fn dropping_the_table_removes_its_subscriptions() {
+fn dropping_a_property_or_the_table_removes_subscriptions() {
     let s = server("textual");
     let h = Hook::start();
+    let seg = "@segment pricey on_insert\nreturn(price.ever(> 10))";
+    let a = s.request("POST", "/v1/query/shop/segment", Some(seg.as_bytes()), &[]);
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(subscribe(&s, "pricey", "crm", &hook_body(&h)).status, 200);
     assert_eq!(subscribe(&s, "pair", "crm", &hook_body(&h)).status, 200);
+    let a = s.delete("/v1/table/shop/property/price");
+    assert_eq!(a.status, 200, "{}", a.text);
+    let left: Vec<Value> = listing(&s).iter().map(|l| l["segment"].clone()).collect();
+    assert_eq!(left, [json!("pair")]);
     assert_eq!(s.delete("/v1/table/shop").status, 200);
     assert_eq!(s.get("/v1/status").json["subscriptions"]["total"], 0);
     s.create_table("shop", &json!({"id_type": "textual", "properties": []}));

@@ -391,3 +391,51 @@ pub fn run_one(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timer(due: i64, key: &str, function: &str) -> Timer {
+        Timer {
+            id: 0,
+            due,
+            table_uid: 1,
+            trigger: "t".into(),
+            partition: 0,
+            ci: 3,
+            key: CustomerKey::Text(key.into()),
+            function: function.into(),
+        }
+    }
+
+    #[test]
+    fn timers_replace_per_owner_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut t = Timers::open(dir.path()).unwrap();
+            t.add(timer(100, "ana", "nudge")).unwrap();
+            t.add(timer(50, "bo", "nudge")).unwrap();
+            // Scheduling again replaces ana's timer.
+            t.add(timer(300, "ana", "nudge")).unwrap();
+            t.add(timer(200, "ana", "other")).unwrap();
+            assert_eq!(t.len(), 3);
+            let due = t.take_due(150);
+            assert_eq!(due.len(), 1);
+            t.done(due[0].id).unwrap();
+        }
+        let mut t = Timers::open(dir.path()).unwrap();
+        let taken = t.take_due(1000);
+        let due: Vec<(i64, &str)> = taken.iter().map(|x| (x.due, &*x.function)).collect();
+        assert_eq!(due, [(200, "other"), (300, "nudge")]);
+        // Taken but not done: a crash would run them again; done: gone.
+        for x in &taken {
+            t.done(x.id).unwrap();
+        }
+        t.add(timer(10, "cy", "nudge")).unwrap();
+        t.forget(1, "t").unwrap();
+        assert!(t.is_empty());
+        drop(t);
+        assert!(Timers::open(dir.path()).unwrap().is_empty());
+    }
+}
