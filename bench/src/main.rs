@@ -1,12 +1,13 @@
 //! `openset-bench`: load drivers that start a real release `openset` server
 //! and measure it over HTTP on loopback.
 //!
-//! `openset-bench insert|query [--events N] [--batch N] [--clients N] [--partitions N] [--passes N] [--seed N]`
+//! `openset-bench insert|insert-subs|query [--events N] [--batch N] [--clients N] [--partitions N] [--passes N] [--seed N]`
 //! `openset-bench gen --out FILE.ndjson.gz [--events N] [--seed N]`
 //! `openset-bench secload [--seconds N] [--clients N] [--events N]`: auth+TLS vs plain under load
 
 mod generate;
 mod secload;
+mod subs;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -386,8 +387,9 @@ fn main() {
         Ok((cmd, a)) if cmd == "insert" => insert_bench(&a),
         Ok((cmd, a)) if cmd == "query" => query_bench(&a),
         Ok((cmd, a)) if cmd == "secload" => secload::run(&a),
+        Ok((cmd, a)) if cmd == "insert-subs" => subs::insert_subs_bench(&a),
         Ok((cmd, _)) => {
-            eprintln!("unknown benchmark '{cmd}'; try: insert, query, secload");
+            eprintln!("unknown benchmark '{cmd}'; try: insert, insert-subs, query, secload");
             std::process::exit(2);
         }
         Err(e) => {

@@ -153,17 +153,26 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         load_sample(&db)?;
     }
     let segments = query::segment::SegmentRegistry::new();
-    db.set_observer(segments.clone());
+    let subs = subscriptions::Hub::open(&args.data_dir, &db.catalog())
+        .map_err(|e| format!("opening subscriptions: {e}"))?;
+    segments.set_sink(subs.clone());
+    // on_insert segments first, then re-event triggers.
+    db.set_observer(subs.observer(segments.clone()));
     if db.is_initialized() {
+        // Subscribed segments start from their last announced membership,
+        // so this announces exactly what changed while the server was down.
         segments
             .recompute_all(&db)
             .map_err(|e| format!("recomputing segments: {e:?}"))?;
+        subs.compact_journals(&db);
     }
     let auth = Arc::new(server_auth(&args)?);
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some(server::listen::tls_server_config(c, k)?),
         _ => None,
     };
+    subs.start()
+        .map_err(|e| format!("starting subscription delivery: {e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -185,6 +194,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let state = Arc::new(server::AppState {
             db,
             segments,
+            subs,
             config: server::ServerConfig {
                 public_address: addr.to_string(),
                 max_body: args.max_body_bytes,
@@ -222,6 +232,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                     refresher.segments.refresh_due(&refresher.db);
                 }
                 memory::release_free();
+            })
+            .map_err(|e| e.to_string())?;
+        // Scheduled runs of re-event triggers.
+        let timers = state.clone();
+        std::thread::Builder::new()
+            .name("revent-timers".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                timers.subs.fire_timers(&timers.db);
             })
             .map_err(|e| e.to_string())?;
         // Retention (event_ttl / event_max) runs per table every maint_interval.

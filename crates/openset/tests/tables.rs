@@ -290,14 +290,3 @@ fn settings_are_validated_clamped_and_kept() {
     let s2 = Server::start_in(&s.dir, &[]).unwrap();
     assert_eq!(s2.get("/v1/table/t").json["settings"]["tz_offset"], 840);
 }
-
-#[test]
-fn revent_triggers_answer_501_with_a_pointer() {
-    let s = node();
-    s.create_table("t", &json!({"id_type": "numeric", "properties": []}));
-    for m in ["GET", "POST", "DELETE"] {
-        let a = s.request(m, "/v1/table/t/revent/trig", Some(b"x"), &[]);
-        assert_eq!(a.status, 501);
-        assert!(a.detail().contains("on_insert=true"));
-    }
-}

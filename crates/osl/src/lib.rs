@@ -23,6 +23,7 @@ pub mod prefilter;
 pub mod result_tree;
 pub mod schema;
 pub mod testkit;
+pub mod trigger;
 pub mod value;
 pub mod view;
 

@@ -20,8 +20,49 @@ use std::sync::{Arc, Mutex, RwLock};
 use store::db::ApplyObserver;
 use store::index::EVENT_PROP;
 use store::partition::{PartitionState, TablePartition};
+use store::record::CustomerKey;
 use store::schema::{valid_segment_name, SegmentDef, TableSchema};
 use store::Db;
+
+/// One customer's membership flip in one segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The customer's index in its table partition.
+    pub ci: u32,
+    /// The customer's id.
+    pub key: CustomerKey,
+    /// `true`: entered; `false`: exited.
+    pub entered: bool,
+}
+
+/// Where membership flips go (subscriptions). Called while the partition is
+/// write-locked, so calls for one partition arrive in the order the flips
+/// happened; implementations must only append, never wait on the network.
+pub trait ChangeSink: Send + Sync {
+    /// True when anyone listens to `segment` of table `uid`.
+    fn listens(&self, uid: u64, segment: &str) -> bool;
+    /// Flips of `segment` in `partition`, detected at `stamp` (ms).
+    fn changed(&self, uid: u64, segment: &str, partition: u32, stamp: i64, changes: &[Change]);
+    /// The membership last announced per partition, to diff the start-up
+    /// evaluation against (`None`: nobody listens, nothing to diff).
+    fn baseline(&self, uid: u64, segment: &str) -> Option<Vec<(u32, RoaringBitmap)>>;
+}
+
+/// The flips from `old` to `new` (exits first), with customer ids.
+fn diff(tp: &TablePartition, old: &RoaringBitmap, new: &RoaringBitmap) -> Vec<Change> {
+    let change = |ci: u32, entered: bool| {
+        tp.customers.get(ci as usize).map(|c| Change {
+            ci,
+            key: c.key.clone(),
+            entered,
+        })
+    };
+    (old - new)
+        .iter()
+        .filter_map(|ci| change(ci, false))
+        .chain((new - old).iter().filter_map(|ci| change(ci, true)))
+        .collect()
+}
 
 /// A segment definition with its compiled program.
 pub struct CompiledSegment {
@@ -36,6 +77,7 @@ pub struct CompiledSegment {
 pub struct SegmentRegistry {
     compiled: RwLock<FxHashMap<u64, Arc<Vec<CompiledSegment>>>>,
     computed_at: Mutex<FxHashMap<(u64, String), i64>>,
+    sink: std::sync::OnceLock<Arc<dyn ChangeSink>>,
 }
 
 fn now_ms() -> i64 {
@@ -118,6 +160,19 @@ impl SegmentRegistry {
             c.insert(schema.uid, Arc::new(ok));
         }
         broken
+    }
+
+    /// Installs the receiver of membership flips (once, before the start-up evaluation).
+    pub fn set_sink(&self, sink: Arc<dyn ChangeSink>) {
+        let _ = self.sink.set(sink);
+    }
+
+    /// The sink, when someone listens to this segment.
+    fn listener(&self, uid: u64, name: &str) -> Option<&dyn ChangeSink> {
+        self.sink
+            .get()
+            .map(|s| &**s)
+            .filter(|s| s.listens(uid, name))
     }
 
     fn segments_of(&self, uid: u64) -> Option<Arc<Vec<CompiledSegment>>> {
@@ -206,9 +261,20 @@ impl SegmentRegistry {
             },
         )?;
         let mut all_writes = Vec::new();
+        let listener = self.listener(schema.uid, &seg.def.name);
         for (members, writes) in results {
             for (p, bitmap) in members {
                 if let Some(tp) = engine.write(p).tables.get_mut(&schema.uid) {
+                    if let Some(sink) = listener {
+                        // Diffed against the live bitmap (which holds any
+                        // on_insert flips since), so announced == stored.
+                        let empty = RoaringBitmap::new();
+                        let old = tp.segments.get(&seg.def.name).unwrap_or(&empty);
+                        let changes = diff(tp, old, &bitmap);
+                        if !changes.is_empty() {
+                            sink.changed(schema.uid, &seg.def.name, p, ctx.now, &changes);
+                        }
+                    }
                     tp.segments.insert(seg.def.name.clone(), bitmap);
                 }
             }
@@ -223,12 +289,27 @@ impl SegmentRegistry {
         Ok(size_of(db, schema.uid, &seg.def.name))
     }
 
-    /// Recomputes every stored segment of every table (at start-up).
+    /// Recomputes every stored segment of every table (at start-up). A
+    /// segment someone listens to starts from its last announced membership
+    /// (the sink's baseline), so the evaluation announces exactly what
+    /// changed while the server was down, and nothing else.
     pub fn recompute_all(&self, db: &Db) -> Result<(), QueryError> {
         for (name, schema) in db.catalog().tables.iter() {
             let broken = self.reload(schema);
             if !broken.is_empty() {
                 tracing::warn!(table = %name, ?broken, "segments no longer compile; skipped");
+            }
+            if let (Some(sink), Ok(engine)) = (self.sink.get(), db.engine()) {
+                for seg in schema.segments.keys() {
+                    for (p, bitmap) in sink.baseline(schema.uid, seg).unwrap_or_default() {
+                        if p >= engine.partition_count() {
+                            continue;
+                        }
+                        if let Some(tp) = engine.write(p).tables.get_mut(&schema.uid) {
+                            tp.segments.insert(seg.clone(), bitmap);
+                        }
+                    }
+                }
             }
             let names: Vec<String> = schema.segments.keys().cloned().collect();
             self.evaluate(db, name, &names)?;
@@ -305,7 +386,7 @@ pub fn size_of(db: &Db, uid: u64, name: &str) -> u64 {
 }
 
 impl ApplyObserver for SegmentRegistry {
-    fn applied(&self, _partition: u32, state: &mut PartitionState, touched: &[(u64, u32)]) {
+    fn applied(&self, partition: u32, state: &mut PartitionState, touched: &[(u64, u32)]) {
         let mut i = 0;
         while i < touched.len() {
             let uid = touched[i].0;
@@ -343,12 +424,42 @@ impl ApplyObserver for SegmentRegistry {
                     }
                 }
                 let bitmap = tp.segments.entry(seg.def.name.clone()).or_default();
+                let Some(sink) = self.listener(uid, &seg.def.name) else {
+                    for ci in enter {
+                        bitmap.insert(ci);
+                    }
+                    for ci in leave {
+                        bitmap.remove(ci);
+                    }
+                    continue;
+                };
+                // Only real flips become messages, in customer order.
+                let mut flips: Vec<(u32, bool)> = Vec::new();
                 for ci in enter {
-                    bitmap.insert(ci);
+                    if bitmap.insert(ci) {
+                        flips.push((ci, true));
+                    }
                 }
                 for ci in leave {
-                    bitmap.remove(ci);
+                    if bitmap.remove(ci) {
+                        flips.push((ci, false));
+                    }
                 }
+                if flips.is_empty() {
+                    continue;
+                }
+                flips.sort_unstable();
+                let changes: Vec<Change> = flips
+                    .into_iter()
+                    .filter_map(|(ci, entered)| {
+                        tp.customers.get(ci as usize).map(|c| Change {
+                            ci,
+                            key: c.key.clone(),
+                            entered,
+                        })
+                    })
+                    .collect();
+                sink.changed(uid, &seg.def.name, partition, ctx.now, &changes);
             }
         }
     }

@@ -83,6 +83,8 @@ pub struct AppState {
     pub activity: activity::Activity,
     /// The data directory (for `/info`).
     pub data_dir: std::path::PathBuf,
+    /// Subscriptions and their delivery.
+    pub subs: Arc<subscriptions::Hub>,
 }
 
 /// Shared handle to the state.

@@ -83,6 +83,6 @@ pub async fn status(St(s): St<State>) -> Json<Value> {
             "partition_count": partitions,
         },
         "counts": { "customers": counts.customers, "events": counts.events },
-        "subscriptions": { "total": 0, "backlog": 0, "delivered": 0, "dropped": 0, "failing": 0 },
+        "subscriptions": s.subs.totals(),
     }))
 }

@@ -6,6 +6,7 @@ mod histogram;
 mod insert;
 mod ops;
 mod queries;
+mod subscriptions;
 mod tables;
 
 pub(crate) use queries::now_ms;
@@ -42,9 +43,9 @@ pub fn router(state: State) -> Router {
         )
         .route(
             "/v1/table/{table}/revent/{name}",
-            get(tables::revent)
-                .post(tables::revent)
-                .delete(tables::revent),
+            get(tables::revent_describe)
+                .post(tables::revent_create)
+                .delete(tables::revent_drop),
         )
         .route("/v1/insert/{table}", post(insert::insert))
         .route("/v1/query/{table}/customer", get(queries::customer))
@@ -62,15 +63,15 @@ pub fn router(state: State) -> Router {
         .route("/v1/query/{table}/batch", post(queries::batch))
         .route(
             "/v1/subscription/{table}/{segment}/{subscriber}",
-            put(queries::not_yet)
-                .post(queries::not_yet)
-                .delete(queries::not_yet),
+            put(subscriptions::subscribe)
+                .post(subscriptions::subscribe)
+                .delete(subscriptions::unsubscribe),
         )
         .route(
             "/v1/trigger/{table}/{segment}/{subscriber}",
-            put(queries::not_yet)
-                .post(queries::not_yet)
-                .delete(queries::not_yet),
+            put(subscriptions::subscribe)
+                .post(subscriptions::subscribe)
+                .delete(subscriptions::unsubscribe),
         )
         .route("/v1/auth/user/register", post(auth::register))
         .route("/v1/auth/user/{name}/password", put(auth::password))
@@ -84,6 +85,12 @@ pub fn router(state: State) -> Router {
         .route("/queries", get(ops::queries))
         .route("/queries/{id}", delete(ops::cancel))
         .route("/query-history", get(ops::history))
+        .route(
+            "/v1/trigger/{table}/{subscriber}",
+            delete(subscriptions::unsubscribe_all),
+        )
+        .route("/v1/subscription/{table}", get(subscriptions::list))
+        .route("/v1/trigger/{table}", get(subscriptions::list))
         .with_state(state)
 }
 

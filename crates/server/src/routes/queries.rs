@@ -72,23 +72,6 @@ pub async fn customer(
     }
 }
 
-/// Endpoints whose engine is not built yet answer 501, never hang or pretend.
-pub async fn not_yet(
-    St(s): St<State>,
-    Path(path): Path<Vec<String>>,
-) -> Result<Json<Value>, ApiError> {
-    if !s.db.is_initialized() {
-        return Err(not_initialized());
-    }
-    let _ = path;
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "query",
-        "general_error",
-        "this endpoint is not implemented yet",
-    ))
-}
-
 /// A scripted query's answer: JSON tree, or the plain-text listing of `debug=true`.
 pub(crate) fn respond(answer: Answer) -> Response {
     match answer {

@@ -74,7 +74,14 @@ pub async fn drop(St(s): St<State>, Path(table): Path<String>) -> Result<Json<Va
     require_init(&s)?;
     check_table(&table, "missing table name")?;
     let t = table.clone();
-    super::blocking(move || s.db.drop_table(&t).map_err(ApiError::from_config)).await?;
+    super::blocking(move || {
+        let uid = s.db.table(&t).map_err(ApiError::from_config)?.uid;
+        s.db.drop_table(&t).map_err(ApiError::from_config)?;
+        // Subscriptions go with the table (rest spec 6.6.9).
+        s.subs.drop_table(uid);
+        Ok(())
+    })
+    .await?;
     Ok(Json(json!({ "message": "dropped", "table": table })))
 }
 
@@ -151,7 +158,10 @@ async fn drop_prop(
         if !broken.is_empty() {
             s.db.remove_segments(&t, &broken)
                 .map_err(ApiError::from_config)?;
+            s.subs.drop_segments(schema.uid, &broken);
         }
+        let mut broken = broken;
+        broken.extend(s.subs.reload_triggers(&schema));
         Ok(broken)
     })
     .await?;
@@ -219,17 +229,82 @@ pub async fn drop_column(
     drop_prop(s, table, name, "column").await
 }
 
-/// Re-eventing triggers answer 501 until they are built (rest spec 3.10, item 1).
-pub async fn revent(
-    St(s): St<State>,
-    Path((table, _name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    require_init(&s)?;
-    check_table(&table, "missing table name")?;
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
+fn check_trigger(s: &State, table: &str, name: &str) -> Result<u64, ApiError> {
+    require_init(s)?;
+    check_table(table, "missing table name")?;
+    let uid = s.db.table(table).map_err(ApiError::from_config)?.uid;
+    let mut c = name.chars();
+    let valid = name.len() <= 64
+        && c.next().is_some_and(|f| f.is_ascii_lowercase() || f == '_')
+        && c.all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || x == '_');
+    if !valid {
+        return Err(ApiError::config(format!(
+            "bad re-event trigger name '{name}': [a-z_][a-z0-9_]*"
+        )));
+    }
+    Ok(uid)
+}
+
+fn trigger_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
         "config",
         "general_config_error",
-        "re-event triggers are not supported; use an @segment with on_insert=true and a subscription (PUT /v1/subscription/{table}/{segment}/{subscriber})",
+        "re-event trigger not found",
+    )
+}
+
+/// `POST /v1/table/{table}/revent/{name}`: create or replace (rest spec 3.10).
+pub async fn revent_create(
+    St(s): St<State>,
+    Path((table, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    check_trigger(&s, &table, &name)?;
+    let script = super::queries::script_body(&s, &headers, body).await?;
+    let (t, n) = (table.clone(), name.clone());
+    super::blocking(move || {
+        s.subs
+            .define_trigger(&s.db, &t, &n, &script)
+            .map_err(super::subscriptions::from_sub)
+    })
+    .await?;
+    Ok(Json(
+        json!({ "message": "created", "table": table, "revent": name }),
+    ))
+}
+
+/// `GET /v1/table/{table}/revent/{name}`: the stored script.
+pub async fn revent_describe(
+    St(s): St<State>,
+    Path((table, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let uid = check_trigger(&s, &table, &name)?;
+    let def = s.subs.trigger(uid, &name).ok_or_else(trigger_not_found)?;
+    Ok(Json(json!({
+        "table": table, "revent": name, "entry": "on_insert", "script": def.script
+    })))
+}
+
+/// `DELETE /v1/table/{table}/revent/{name}`: drops the trigger, its
+/// scheduled runs and its subscriptions' backlogs.
+pub async fn revent_drop(
+    St(s): St<State>,
+    Path((table, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let uid = check_trigger(&s, &table, &name)?;
+    let n = name.clone();
+    let dropped = super::blocking(move || {
+        s.subs
+            .drop_trigger(uid, &n)
+            .map_err(super::subscriptions::from_sub)
+    })
+    .await?;
+    if !dropped {
+        return Err(trigger_not_found());
+    }
+    Ok(Json(
+        json!({ "message": "dropped", "table": table, "revent": name }),
     ))
 }
