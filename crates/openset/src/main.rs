@@ -75,6 +75,10 @@ struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "OPENSET_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// PEM file of extra CA certificates trusted for `https` webhooks,
+    /// besides the bundled web roots (a private CA or a self-signed hook).
+    #[arg(long, env = "OPENSET_WEBHOOK_CA_FILE")]
+    webhook_ca_file: Option<PathBuf>,
     /// Lifetime of bearer tokens, in seconds.
     #[arg(long, env = "OPENSET_TOKEN_TTL_SECS", default_value_t = 3600)]
     token_ttl_secs: u64,
@@ -153,7 +157,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         load_sample(&db)?;
     }
     let segments = query::segment::SegmentRegistry::new();
-    let subs = subscriptions::Hub::open(&args.data_dir, &db.catalog())
+    let webhook_tls = server::listen::tls_client_config(subscriptions::webhook_roots(
+        args.webhook_ca_file.as_deref(),
+    )?)?;
+    let subs = subscriptions::Hub::open(&args.data_dir, &db.catalog(), webhook_tls)
         .map_err(|e| format!("opening subscriptions: {e}"))?;
     segments.set_sink(subs.clone());
     // on_insert segments first, then re-event triggers.

@@ -1,7 +1,8 @@
 //! Subscriptions over HTTP against a real webhook receiver on loopback:
 //! the test call, entered/exited messages, batches and their URL parameters,
 //! order, retries after 500s and after the receiver was down, retention,
-//! and pending messages across a server restart.
+//! pending messages across a server restart, https hooks (trusted through
+//! `--webhook-ca-file` or refused), and re-event triggers.
 
 mod common;
 #[path = "common/hook.rs"]
@@ -16,7 +17,14 @@ use std::time::{Duration, Instant};
 const SEGMENT: &str = "@segment pair on_insert\nreturn(row_count >= 2 && row_count < 4)";
 
 fn server(id_type: &str) -> Server {
-    let s = Server::start(&["--partitions", "4"]);
+    server_with(id_type, &[])
+}
+
+/// `server` with extra serve flags.
+fn server_with(id_type: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--partitions", "4"];
+    args.extend_from_slice(extra);
+    let s = Server::start(&args);
     s.create_table(
         "shop",
         &json!({"id_type": id_type, "properties": [{"name": "price", "type": "int"}]}),
@@ -601,4 +609,85 @@ fn revent_triggers_emit_and_run_scheduled_functions_across_a_restart() {
     );
     assert_eq!(revent(&s, "GET", "welcome", None).status, 404);
     assert!(listing(&s).is_empty());
+}
+
+fn https_body(h: &Hook) -> Value {
+    json!({"scheme": "https", "host": "127.0.0.1", "port": h.port, "path": "/hooks/tls"})
+}
+
+#[test]
+fn https_hooks_trusted_through_the_ca_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, tls) = hook::self_signed(tmp.path());
+    let h = Hook::start_tls(tls);
+    let s = server_with("textual", &["--webhook-ca-file", ca.to_str().unwrap()]);
+    let a = subscribe(
+        &s,
+        "pair",
+        "crm",
+        &json!({"scheme": "ftp", "host": "127.0.0.1"}),
+    );
+    assert_eq!(a.status, 400, "{}", a.text);
+    // The hook speaks only TLS: a recorded test call came over TLS.
+    let a = subscribe(&s, "pair", "crm", &https_body(&h));
+    assert_eq!(a.status, 200, "{}", a.text);
+    let ping = h.calls().last().cloned().expect("test call");
+    assert_eq!(
+        (ping.path.as_str(), ping.param("count")),
+        ("/hooks/tls", "0")
+    );
+    assert_eq!(ping.body, json!({"messages": []}));
+    assert_eq!(listing(&s)[0]["scheme"], "https");
+    // ana's second event: she enters, and the message arrives over TLS.
+    s.insert_ok("shop", &events(&["ana"], 2, 1_700_000_000_000));
+    let msgs = h.wait_for(1);
+    assert_eq!(states(&msgs), [("ana".into(), "entered".into())]);
+    assert_eq!(seqs(&msgs), [1]);
+    wait_listing(&s, "delivered", &json!(1));
+}
+
+#[test]
+fn https_hooks_with_an_untrusted_certificate_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, tls) = hook::self_signed(tmp.path());
+    let h = Hook::start_tls(tls);
+    // Trusting another certificate does not help.
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (other_ca, _) = hook::self_signed(&other);
+    let s = server_with("textual", &[]);
+    let s2 = server_with(
+        "textual",
+        &["--webhook-ca-file", other_ca.to_str().unwrap()],
+    );
+    for s in [&s, &s2] {
+        let a = subscribe(s, "pair", "crm", &https_body(&h));
+        assert_eq!(a.status, 400, "{}", a.text);
+        let d = a.detail();
+        assert!(
+            d.starts_with(&format!(
+                "Expecting 2xx response from https://127.0.0.1:{}/hooks/tls.",
+                h.port
+            )),
+            "{d}"
+        );
+        assert!(d.contains("certificate is not trusted"), "{d}");
+        assert!(d.contains("--webhook-ca-file"), "{d}");
+        assert!(listing(s).is_empty());
+    }
+    assert!(h.calls().is_empty(), "no request without a handshake");
+}
+
+#[test]
+fn a_bad_webhook_ca_file_stops_start_up_with_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let junk = tmp.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let err = Server::start_in(
+        &tmp.path().join("d"),
+        &["--webhook-ca-file", junk.to_str().unwrap()],
+    )
+    .err()
+    .expect("refused");
+    assert!(err.contains("--webhook-ca-file"), "{err}");
 }

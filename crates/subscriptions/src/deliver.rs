@@ -17,9 +17,11 @@ const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
 /// per group. Messages waiting after a success go at once.
 const LINGER: Duration = Duration::from_millis(20);
 
-/// The HTTP client every subscription shares: 2 s to connect, 30 s per call.
-pub fn agent() -> ureq::Agent {
+/// The HTTP client every subscription shares: 2 s to connect, 30 s per
+/// call, `tls` for `https` hooks.
+pub fn agent(tls: Arc<rustls::ClientConfig>) -> ureq::Agent {
     ureq::AgentBuilder::new()
+        .tls_config(tls)
         .timeout_connect(Duration::from_secs(2))
         .timeout(Duration::from_secs(30))
         .redirects(0)
@@ -27,17 +29,66 @@ pub fn agent() -> ureq::Agent {
         .build()
 }
 
+/// Why a call failed.
+pub enum CallError {
+    /// The hook answered, but not 2xx.
+    Status(String),
+    /// No answer: connection, TLS or I/O failure, with a reason.
+    Transport(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Status(s) | CallError::Transport(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A transport failure in words, naming an untrusted certificate plainly
+/// (ureq nests the rustls error in an `io::Error`).
+fn transport_reason(e: &ureq::Error) -> String {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = src {
+        let tls = s.downcast_ref::<rustls::Error>().or_else(|| {
+            s.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        match tls {
+            Some(rustls::Error::InvalidCertificate(c)) => {
+                return format!(
+                    "TLS: the hook's certificate is not trusted ({c:?}); \
+                     its CA can be added with --webhook-ca-file."
+                )
+            }
+            Some(t) => return format!("TLS handshake failed: {t}."),
+            None => src = s.source(),
+        }
+    }
+    match e {
+        ureq::Error::Transport(t) => match (t.message(), std::error::Error::source(t)) {
+            (_, Some(s)) => format!("{}: {s}.", t.kind()),
+            (Some(m), None) => format!("{}: {m}.", t.kind()),
+            (None, None) => format!("{}.", t.kind()),
+        },
+        other => format!("{other}."),
+    }
+}
+
 /// Posts `body` to the hook; `Err` with a reason unless it answers 2xx.
-fn post(agent: &ureq::Agent, url: &str, body: &str) -> Result<(), String> {
+fn post(agent: &ureq::Agent, url: &str, body: &str) -> Result<(), CallError> {
     match agent
         .post(url)
         .set("content-type", "application/json")
         .send_string(body)
     {
         Ok(r) if (200..300).contains(&r.status()) => Ok(()),
-        Ok(r) => Err(format!("HTTP {} from {url}", r.status())),
-        Err(ureq::Error::Status(code, _)) => Err(format!("HTTP {code} from {url}")),
-        Err(e) => Err(format!("{e}")),
+        Ok(r) => Err(CallError::Status(format!("HTTP {} from {url}", r.status()))),
+        Err(ureq::Error::Status(code, _)) => {
+            Err(CallError::Status(format!("HTTP {code} from {url}")))
+        }
+        Err(e) => Err(CallError::Transport(transport_reason(&e))),
     }
 }
 
@@ -47,7 +98,7 @@ pub fn test_call(
     target: &Target,
     segment: &str,
     subscriber: &str,
-) -> Result<(), String> {
+) -> Result<(), CallError> {
     post(
         agent,
         &target.url(segment, subscriber, 0, 0, 0),
@@ -166,7 +217,7 @@ pub fn run(agent: ureq::Agent, sub: Arc<Sub>) {
         }
         body.push_str("]}");
         drop(msgs);
-        let mut outcome = post(&agent, &url, &body);
+        let mut outcome = post(&agent, &url, &body).map_err(|e| e.to_string());
         if outcome.is_ok() {
             // Durable before visible: a listing that shows it delivered
             // means a crash will not send it again.

@@ -57,7 +57,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Where and how a subscription's hook is called.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Target {
-    /// `http` (`https` is refused: this build has no TLS).
+    /// `http` or `https`.
     pub scheme: String,
     /// Host name or IP.
     pub host: String,
@@ -106,10 +106,7 @@ impl Target {
         };
         let scheme = match o.get("scheme") {
             None | Some(Value::Null) => "http".to_string(),
-            Some(Value::String(s)) if s == "http" => s.clone(),
-            Some(Value::String(s)) if s == "https" => {
-                return bad("scheme https is not supported by this server (no TLS client)")
-            }
+            Some(Value::String(s)) if s == "http" || s == "https" => s.clone(),
             _ => return bad("scheme must be http or https"),
         };
         Ok(Target {
@@ -225,6 +222,30 @@ type Feeds = FxHashMap<u64, FxHashMap<String, Arc<Feed>>>;
 /// Announced memberships per partition.
 type Sets = Vec<(u32, RoaringBitmap)>;
 
+/// The trust store for `https` hooks: the bundled web roots plus every
+/// certificate of the PEM file `extra_ca` (a private CA, a self-signed hook).
+pub fn webhook_roots(extra_ca: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = extra_ca {
+        let what = |e: &dyn std::fmt::Display| format!("--webhook-ca-file {}: {e}", path.display());
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| what(&e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| what(&e))?;
+        if certs.is_empty() {
+            return Err(what(&"no certificate found"));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| what(&e))?;
+        }
+    }
+    Ok(roots)
+}
+
 /// All subscriptions of the node.
 pub struct Hub {
     dir: PathBuf,
@@ -244,8 +265,13 @@ fn journal_path(dir: &Path, uid: u64, segment: &str) -> PathBuf {
 impl Hub {
     /// Opens the subscriptions of `{data_dir}/subscriptions`, dropping those
     /// whose table or segment is gone, and reads each subscribed segment's
-    /// announced membership (handed out once through `baseline`).
-    pub fn open(data_dir: &Path, catalog: &Catalog) -> io::Result<Arc<Hub>> {
+    /// announced membership (handed out once through `baseline`). `tls`
+    /// is the client config for `https` hooks.
+    pub fn open(
+        data_dir: &Path,
+        catalog: &Catalog,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> io::Result<Arc<Hub>> {
         let dir = data_dir.join("subscriptions");
         fs::create_dir_all(&dir)?;
         let mut defs: Defs = match fs::read(dir.join(DEFS_FILE)) {
@@ -259,7 +285,7 @@ impl Hub {
             defs: Mutex::new(Defs::default()),
             feeds: RwLock::new(FxHashMap::default()),
             baselines: Mutex::new(FxHashMap::default()),
-            agent: deliver::agent(),
+            agent: deliver::agent(tls),
             running: AtomicBool::new(false),
             triggers: Registry::default(),
         };
@@ -493,11 +519,14 @@ impl Hub {
                 "segment: '{segment}' is not maintained (needs refresh or on_insert)"
             )));
         }
-        if deliver::test_call(&self.agent, &target, segment, subscriber).is_err() {
-            return Err(SubError::Bad(format!(
-                "Expecting 2xx response from {}.",
-                target.base()
-            )));
+        if let Err(e) = deliver::test_call(&self.agent, &target, segment, subscriber) {
+            // The spec's text; a transport failure (refused, TLS) adds why.
+            let mut d = format!("Expecting 2xx response from {}.", target.base());
+            if let deliver::CallError::Transport(why) = e {
+                d.push(' ');
+                d.push_str(&why);
+            }
+            return Err(SubError::Bad(d));
         }
         let storage = |e: io::Error| SubError::Storage(e.to_string());
         let mut defs = lock(&self.defs);

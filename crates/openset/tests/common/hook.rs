@@ -1,12 +1,14 @@
 //! A real webhook receiver for subscription tests: a tiny HTTP/1.1 server
 //! on a loopback port that records every call and answers with a status the
-//! test chooses. It can be stopped and started again on the same port.
+//! test chooses. It can be stopped and started again on the same port, and
+//! speak HTTPS instead (`start_tls`, `self_signed`).
 #![allow(dead_code)]
 
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -42,17 +44,47 @@ pub struct Hook {
     status: Arc<AtomicU16>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost: its PEM file
+/// (written in `dir`, to hand the server as a trusted CA) and a TLS config
+/// for a hook that presents it.
+pub fn self_signed(dir: &Path) -> (PathBuf, Arc<rustls::ServerConfig>) {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let pem = dir.join("hook-cert.pem");
+    std::fs::write(&pem, ck.cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key.into())
+        .unwrap();
+    (pem, Arc::new(config))
 }
 
 impl Hook {
     /// Starts on a free port.
     pub fn start() -> Hook {
+        Hook::start_with(None)
+    }
+
+    /// Starts on a free port, speaking only HTTPS with `tls`.
+    pub fn start_tls(tls: Arc<rustls::ServerConfig>) -> Hook {
+        Hook::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Hook {
         let mut h = Hook {
             port: 0,
             calls: Arc::default(),
             status: Arc::new(AtomicU16::new(200)),
             stop: Arc::default(),
             thread: None,
+            tls,
         };
         h.listen();
         h
@@ -64,11 +96,17 @@ impl Hook {
         listener.set_nonblocking(true).unwrap();
         self.stop = Arc::new(AtomicBool::new(false));
         let (calls, status, stop) = (self.calls.clone(), self.status.clone(), self.stop.clone());
+        let tls = self.tls.clone();
         self.thread = Some(std::thread::spawn(move || {
             while !stop.load(Ordering::Acquire) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let _ = serve(conn, &calls, status.load(Ordering::Acquire));
+                        let status = status.load(Ordering::Acquire);
+                        // A failed handshake (untrusted certificate) records nothing.
+                        let _ = match &tls {
+                            None => serve(conn, &calls, status),
+                            Some(t) => serve_tls(conn, t.clone(), &calls, status),
+                        };
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -144,10 +182,34 @@ impl Drop for Hook {
     }
 }
 
-fn serve(conn: TcpStream, calls: &Mutex<Vec<Call>>, status: u16) -> std::io::Result<()> {
+fn serve(mut conn: TcpStream, calls: &Mutex<Vec<Call>>, status: u16) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
+    handle(&mut conn, calls, status)
+}
+
+fn serve_tls(
+    conn: TcpStream,
+    tls: Arc<rustls::ServerConfig>,
+    calls: &Mutex<Vec<Call>>,
+    status: u16,
+) -> std::io::Result<()> {
+    conn.set_nonblocking(false)?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let session = rustls::ServerConnection::new(tls).map_err(std::io::Error::other)?;
+    let mut stream = rustls::StreamOwned::new(session, conn);
+    handle(&mut stream, calls, status)?;
+    stream.conn.send_close_notify();
+    stream.flush()
+}
+
+/// Reads one request from `conn`, records it and answers `status`.
+fn handle<S: Read + Write>(
+    conn: &mut S,
+    calls: &Mutex<Vec<Call>>,
+    status: u16,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(&mut *conn);
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
@@ -181,7 +243,8 @@ fn serve(conn: TcpStream, calls: &Mutex<Vec<Call>>, status: u16) -> std::io::Res
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         status,
     });
-    let mut w = conn;
+    drop(reader);
+    let w = conn;
     write!(
         w,
         "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
