@@ -3,6 +3,8 @@
 //! and every request limit (script, result, body, URL, headers, slow clients).
 
 mod common;
+#[path = "common/hook.rs"]
+mod hook;
 use common::{highstreet_events, highstreet_server, Answer, Server};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -130,6 +132,64 @@ fn metrics_info_version_and_history_after_known_traffic() {
     assert!(h[2]["result_nodes"].as_u64().unwrap() > 0);
     assert!(h[2]["duration_ms"].as_f64().is_some());
     assert_eq!(s.get("/queries").json, json!([]));
+
+    // Webhook delivery calls: one answered 2xx, then failures.
+    s.create_table(
+        "hooked",
+        &json!({"id_type": "textual", "properties": [{"name": "v", "type": "int"}]}),
+    );
+    let seg = s.request(
+        "POST",
+        "/v1/query/hooked/segment",
+        Some(b"@segment seen on_insert\nreturn(row_count >= 1)"),
+        &[],
+    );
+    assert_eq!(seg.status, 200, "{}", seg.text);
+    let hook = hook::Hook::start();
+    let sub = s.request(
+        "PUT",
+        "/v1/subscription/hooked/seen/ops",
+        Some(
+            json!({"host": "127.0.0.1", "port": hook.port})
+                .to_string()
+                .as_bytes(),
+        ),
+        &[],
+    );
+    assert_eq!(sub.status, 200, "{}", sub.text);
+    let webhooks = || {
+        let t = s.get("/metrics").text;
+        (
+            metric(&t, "openset_webhook_deliveries_total ").unwrap(),
+            metric(&t, "openset_webhook_failures_total ").unwrap(),
+        )
+    };
+    assert_eq!(webhooks(), (0.0, 0.0), "the test call is not a delivery");
+    let until = |want: &dyn Fn((f64, f64)) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !want(webhooks()) {
+            assert!(Instant::now() < deadline, "{:?}", webhooks());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    s.insert_ok(
+        "hooked",
+        &json!([{"id": "a", "stamp": 1_000, "event": "e"}]),
+    );
+    hook.wait_for(1);
+    until(&|(ok, _)| ok == 1.0);
+    hook.answer(500);
+    s.insert_ok(
+        "hooked",
+        &json!([{"id": "b", "stamp": 1_000, "event": "e"}]),
+    );
+    until(&|(_, failed)| failed >= 1.0);
+    assert_eq!(webhooks().0, 1.0);
+    let j = s.get("/metrics.json").json;
+    assert_eq!(
+        j["counters"]["openset_webhook_deliveries_total"][0]["value"],
+        1.0
+    );
 }
 
 #[test]

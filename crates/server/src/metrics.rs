@@ -63,12 +63,12 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "openset_webhook_deliveries_total",
         "counter",
-        "Webhook deliveries that succeeded.",
+        "Webhook delivery calls answered 2xx (test calls excluded).",
     ),
     (
         "openset_webhook_failures_total",
         "counter",
-        "Webhook deliveries that failed.",
+        "Webhook delivery calls that failed: other answers and transport errors.",
     ),
     ("openset_active_queries", "gauge", "Queries running now."),
     ("openset_partitions", "gauge", "Partitions of this node."),
@@ -133,16 +133,6 @@ impl Metrics {
             h.count += 1;
             h.sum += secs;
         }
-    }
-
-    /// Counts a webhook delivery (for the subscription sender).
-    pub fn webhook(&self, ok: bool) {
-        let name = if ok {
-            "openset_webhook_deliveries_total"
-        } else {
-            "openset_webhook_failures_total"
-        };
-        self.inc(name, &[]);
     }
 
     /// The Prometheus text exposition, with `gauges` appended.

@@ -3,7 +3,7 @@
 //! order, one call in flight, exponential back-off with jitter on failure.
 
 use crate::queue::Message;
-use crate::{now_ms, Sub, Target};
+use crate::{now_ms, CallCounts, Sub, Target};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,8 +147,9 @@ fn persist(sub: &Sub) {
     }
 }
 
-/// Delivers `sub`'s stream until the subscription is removed.
-pub fn run(agent: ureq::Agent, sub: Arc<Sub>) {
+/// Delivers `sub`'s stream until the subscription is removed, counting
+/// calls in `calls`.
+pub fn run(agent: ureq::Agent, sub: Arc<Sub>, calls: &CallCounts) {
     let mut backoff = 0u64;
     let mut jitter = Jitter::new();
     loop {
@@ -218,6 +219,12 @@ pub fn run(agent: ureq::Agent, sub: Arc<Sub>) {
         body.push_str("]}");
         drop(msgs);
         let mut outcome = post(&agent, &url, &body).map_err(|e| e.to_string());
+        let counter = if outcome.is_ok() {
+            &calls.ok
+        } else {
+            &calls.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         if outcome.is_ok() {
             // Durable before visible: a listing that shows it delivered
             // means a crash will not send it again.

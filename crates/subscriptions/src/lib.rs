@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 use store::catalog::Catalog;
@@ -222,6 +222,13 @@ type Feeds = FxHashMap<u64, FxHashMap<String, Arc<Feed>>>;
 /// Announced memberships per partition.
 type Sets = Vec<(u32, RoaringBitmap)>;
 
+/// Running totals of delivery calls (not test calls), for `/metrics`.
+#[derive(Default)]
+pub(crate) struct CallCounts {
+    pub(crate) ok: AtomicU64,
+    pub(crate) failed: AtomicU64,
+}
+
 /// The trust store for `https` hooks: the bundled web roots plus every
 /// certificate of the PEM file `extra_ca` (a private CA, a self-signed hook).
 pub fn webhook_roots(extra_ca: Option<&Path>) -> Result<rustls::RootCertStore, String> {
@@ -253,6 +260,7 @@ pub struct Hub {
     feeds: RwLock<Feeds>,
     baselines: Mutex<FxHashMap<(u64, String), Sets>>,
     agent: ureq::Agent,
+    calls: Arc<CallCounts>,
     running: AtomicBool,
     triggers: Registry,
     timers: Mutex<Timers>,
@@ -286,6 +294,7 @@ impl Hub {
             feeds: RwLock::new(FxHashMap::default()),
             baselines: Mutex::new(FxHashMap::default()),
             agent: deliver::agent(tls),
+            calls: Arc::default(),
             running: AtomicBool::new(false),
             triggers: Registry::default(),
         };
@@ -454,10 +463,10 @@ impl Hub {
         if std::env::var("XX_NO_DELIVERY").is_ok() {
             return Ok(());
         }
-        let agent = self.agent.clone();
+        let (agent, calls) = (self.agent.clone(), self.calls.clone());
         std::thread::Builder::new()
             .name(format!("subs-{}", sub.id))
-            .spawn(move || deliver::run(agent, sub))?;
+            .spawn(move || deliver::run(agent, sub, &calls))?;
         Ok(())
     }
 
@@ -748,6 +757,15 @@ impl Hub {
             .collect();
         subs.sort_by(|a, b| (&a.segment, &a.subscriber).cmp(&(&b.segment, &b.subscriber)));
         subs.iter().map(|s| Self::describe(s)).collect()
+    }
+
+    /// Delivery calls so far that the hook answered 2xx, and those that
+    /// failed (any other answer or a transport failure); test calls excluded.
+    pub fn delivery_calls(&self) -> (u64, u64) {
+        (
+            self.calls.ok.load(Ordering::Relaxed),
+            self.calls.failed.load(Ordering::Relaxed),
+        )
     }
 
     /// Totals for `/v1/status` (rest spec 8.2).

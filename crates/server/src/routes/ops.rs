@@ -24,12 +24,18 @@ fn gauges(s: &State) -> Vec<(&'static str, f64)> {
     ]
 }
 
-/// Segment evaluations are counted by the query crate; copy the running
-/// total into the registry before rendering.
+/// Segment evaluations are counted by the query crate, webhook calls by
+/// the subscriptions hub; copy the running totals into the registry before
+/// rendering.
 fn sync_counters(s: &State) {
     let n = query::segment::SEGMENTS_EVALUATED.load(std::sync::atomic::Ordering::Relaxed);
     s.metrics
         .set_total("openset_segments_refreshed_total", n as f64);
+    let (ok, failed) = s.subs.delivery_calls();
+    s.metrics
+        .set_total("openset_webhook_deliveries_total", ok as f64);
+    s.metrics
+        .set_total("openset_webhook_failures_total", failed as f64);
 }
 
 /// `GET /metrics`: Prometheus text format.
