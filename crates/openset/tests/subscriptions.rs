@@ -611,6 +611,43 @@ fn revent_triggers_emit_and_run_scheduled_functions_across_a_restart() {
     assert!(listing(&s).is_empty());
 }
 
+#[test]
+fn segments_may_not_take_a_trigger_name() {
+    let s = server("textual");
+    assert_eq!(revent(&s, "POST", "welcome", Some(WELCOME)).status, 200);
+    let clash = "'welcome' is the name of a re-event trigger (segments and triggers share names)";
+    let a = s.request(
+        "POST",
+        "/v1/query/shop/segment",
+        Some(b"@segment welcome on_insert\nreturn(true)"),
+        &[],
+    );
+    assert_eq!((a.status, a.detail()), (400, clash), "{}", a.text);
+    // The batch endpoint defines segments too; nothing of it runs.
+    let a = s.request(
+        "POST",
+        "/v1/query/shop/batch",
+        Some(b"@segment fresh\nreturn(true)\n@segment welcome\nreturn(true)"),
+        &[],
+    );
+    assert_eq!((a.status, a.detail()), (400, clash), "{}", a.text);
+    let h = Hook::start();
+    let a = subscribe(&s, "fresh", "crm", &hook_body(&h));
+    assert_eq!(a.status, 404, "batch stored nothing: {}", a.text);
+    // The trigger still works, and once dropped its name is free.
+    assert_eq!(subscribe(&s, "welcome", "crm", &hook_body(&h)).status, 200);
+    s.insert_ok("shop", &events(&["ana"], 1, 1_700_000_000_000));
+    assert_eq!(texts(&h.wait_for(1)), [("ana".into(), "welcome".into())]);
+    assert_eq!(revent(&s, "DELETE", "welcome", None).status, 200);
+    let a = s.request(
+        "POST",
+        "/v1/query/shop/segment",
+        Some(b"@segment welcome on_insert\nreturn(true)"),
+        &[],
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+}
+
 fn https_body(h: &Hook) -> Value {
     json!({"scheme": "https", "host": "127.0.0.1", "port": h.port, "path": "/hooks/tls"})
 }

@@ -39,7 +39,7 @@ pub fn batch_query(
     let schema = db.table(table)?;
     let text = osl::substitute_templates(body, params).map_err(QueryError::Compile)?;
     let sections = osl::parse_sections(&text).map_err(QueryError::Compile)?;
-    let prepared = prepare(db, table, &sections, params)?;
+    let prepared = prepare(db, registry, table, &sections, params)?;
     let defined: Vec<&str> = sections
         .iter()
         .filter(|s| s.kind == SectionKind::Segment)

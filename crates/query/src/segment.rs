@@ -46,6 +46,11 @@ pub trait ChangeSink: Send + Sync {
     /// The membership last announced per partition, to diff the start-up
     /// evaluation against (`None`: nobody listens, nothing to diff).
     fn baseline(&self, uid: u64, segment: &str) -> Option<Vec<(u32, RoaringBitmap)>>;
+    /// True when `name` is taken in table `uid` by something that shares
+    /// the segments' name space (a re-event trigger): no segment may use it.
+    fn reserved(&self, _uid: u64, _name: &str) -> bool {
+        false
+    }
 }
 
 /// The flips from `old` to `new` (exits first), with customer ids.
@@ -491,7 +496,7 @@ pub fn segment_query(
     if sections.is_empty() {
         return Err(no_sections());
     }
-    let prepared = prepare(db, table, &sections, params)?;
+    let prepared = prepare(db, registry, table, &sections, params)?;
     if debug {
         return Ok(Answer::Listing(listing(&prepared)));
     }
@@ -517,9 +522,11 @@ pub fn listing(p: &Prepared) -> String {
         .collect()
 }
 
-/// Checks names and flags and compiles every `@segment` section; nothing is stored.
+/// Checks names and flags and compiles every `@segment` section; nothing
+/// is stored. A name the registry's sink reserves (a trigger) is refused.
 pub fn prepare(
     db: &Db,
+    registry: &SegmentRegistry,
     table: &str,
     sections: &[Section],
     params: &Params,
@@ -530,6 +537,18 @@ pub fn prepare(
         if !valid_segment_name(&s.name) {
             return Err(QueryError::Request {
                 detail: format!("bad segment name '{}'", s.name),
+            });
+        }
+        if registry
+            .sink
+            .get()
+            .is_some_and(|k| k.reserved(schema.uid, &s.name))
+        {
+            return Err(QueryError::Request {
+                detail: format!(
+                    "'{}' is the name of a re-event trigger (segments and triggers share names)",
+                    s.name
+                ),
             });
         }
         if defs.iter().any(|(d, _)| d.name == s.name) {

@@ -1062,6 +1062,10 @@ impl Hub {
 }
 
 impl ChangeSink for Hub {
+    fn reserved(&self, uid: u64, name: &str) -> bool {
+        self.triggers.has(uid, name)
+    }
+
     fn listens(&self, uid: u64, segment: &str) -> bool {
         self.feeds
             .read()
