@@ -100,8 +100,10 @@ struct ServeArgs {
     /// Most header lines in a request (431 above).
     #[arg(long, env = "OPENSET_MAX_HEADERS", default_value_t = 100)]
     max_headers: usize,
-    /// Longest wait for a request's headers or a TLS handshake (ms).
-    #[arg(long, env = "OPENSET_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    /// Longest wait for a request's headers or a TLS handshake (ms). This
+    /// also bounds how long an idle keep-alive connection stays open, so the
+    /// default is a common keep-alive period rather than a few seconds.
+    #[arg(long, env = "OPENSET_HEADER_TIMEOUT_MS", default_value_t = 60_000)]
     header_timeout_ms: u64,
     /// Longest wait for a request's body once its headers arrived (ms; 408 after).
     #[arg(long, env = "OPENSET_BODY_TIMEOUT_MS", default_value_t = 30_000)]

@@ -408,3 +408,28 @@ fn idle_connections_cannot_hold_every_slot() {
     assert_eq!(s.get("/ping").status, 200);
     drop(idle);
 }
+
+/// Regression: with the defaults, a keep-alive connection left idle for
+/// longer than the old 10 s header timeout still serves its next request
+/// (HTTP clients reuse pooled connections after a pause; the benchmark
+/// runner's first query after a long load failed with "connection closed").
+#[test]
+fn idle_keep_alive_connections_survive_a_pause() {
+    let s = Server::start(&["--partitions", "2"]);
+    let addr = s.base.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let ask = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut buf = [0u8; 4096];
+    c.write_all(ask).unwrap();
+    let n = c.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    std::thread::sleep(Duration::from_secs(12));
+    c.write_all(ask).unwrap();
+    let n = c.read(&mut buf).unwrap_or(0);
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "idle connection was closed: {:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}

@@ -32,7 +32,7 @@ pub struct ListenConfig {
 impl Default for ListenConfig {
     fn default() -> Self {
         ListenConfig {
-            header_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(60),
             max_header_bytes: 64 << 10,
             max_headers: 100,
             max_connections: 4096,
