@@ -132,8 +132,16 @@ class Openset:
 
     def request(self, method, path, body=None, headers=None, conn=None):
         c = conn or self.conn
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # The server closes keep-alive connections left idle (the query
+            # connection waits through the whole load); reconnect once.
+            c.close()
+            c.connect()
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
         data = r.read()
         if r.status != 200:
             raise SystemExit(f"openset {method} {path}: {r.status} {data[:2000]!r}")
