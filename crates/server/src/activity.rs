@@ -123,6 +123,25 @@ pub(crate) struct QueryInfo<'a> {
     pub read_only: bool,
 }
 
+impl<'a> QueryInfo<'a> {
+    /// A query of `kind` on `table` by `caller` (user and read-only flag
+    /// come from the caller).
+    pub fn new(
+        kind: &'static str,
+        table: &'a str,
+        script: &'a str,
+        caller: &crate::access::Caller,
+    ) -> QueryInfo<'a> {
+        QueryInfo {
+            kind,
+            table,
+            script,
+            user: caller.name(),
+            read_only: caller.read_only(),
+        }
+    }
+}
+
 /// Runs a query's blocking work under a cancel flag and deadline, listed in
 /// `/queries` while it runs and in `/query-history` after; refuses a result
 /// tree over the node limit; counts it in the metrics.

@@ -33,13 +33,7 @@ pub async fn histogram(
     let mut query = HistogramQuery::from_params(&lookup, name, vars, now_ms())
         .map_err(ApiError::from_query_error)?;
     query.selections = selections(&p, &schema)?;
-    let info = QueryInfo {
-        kind: "histogram",
-        table: &table,
-        script: &source,
-        user: caller.name(),
-        read_only: caller.read_only(),
-    };
+    let info = QueryInfo::new("histogram", &table, &source, &caller);
     let (st, t, src) = (s.clone(), table.clone(), source.clone());
     let answer = run_query(&s, info, &p, move || {
         query::histogram::histogram_query(&st.db, &t, &src, &query, debug)

@@ -40,13 +40,7 @@ pub async fn customer(
         IdType::Numeric => CustomerKey::Num(raw.trim().parse().map_err(|_| bad("invalid id"))?),
         IdType::Textual => text_id(&raw).map_err(|_| bad("invalid id"))?,
     };
-    let info = QueryInfo {
-        kind: "customer",
-        table: &table,
-        script: &raw,
-        user: caller.name(),
-        read_only: caller.read_only(),
-    };
+    let info = QueryInfo::new("customer", &table, &raw, &caller);
     let t = table.clone();
     let db = s.clone();
     let answer = run_query(
@@ -256,13 +250,7 @@ pub async fn event(
         prefilter: s.config.prefilter,
         segments,
     };
-    let info = QueryInfo {
-        kind: "event",
-        table: &table,
-        script: &source,
-        user: caller.name(),
-        read_only: caller.read_only(),
-    };
+    let info = QueryInfo::new("event", &table, &source, &caller);
     let (st, t, src) = (s.clone(), table.clone(), source.clone());
     let answer = run_query(&s, info, &p, move || {
         query::event::event_query(&st.db, &t, &src, &query, debug)
@@ -287,13 +275,7 @@ pub async fn property(
     let lookup = |k: &str| p.get(k).map(str::to_string);
     let pq = query::property::PropertyQuery::from_params(&lookup, segments)
         .map_err(ApiError::from_query_error)?;
-    let info = QueryInfo {
-        kind: "property",
-        table: &table,
-        script: &name,
-        user: caller.name(),
-        read_only: caller.read_only(),
-    };
+    let info = QueryInfo::new("property", &table, &name, &caller);
     let (st, t, name) = (s.clone(), table.clone(), name.clone());
     let out = run_query(&s, info, &p, move || {
         query::property::property_query(&st.db, &t, &name, &pq)
@@ -317,13 +299,7 @@ pub async fn segment(
 ) -> Result<Response, ApiError> {
     let (p, source, debug, params) =
         script_request(&s, &table, q.as_deref(), &headers, body).await?;
-    let info = QueryInfo {
-        kind: "segment",
-        table: &table,
-        script: &source,
-        user: caller.name(),
-        read_only: caller.read_only(),
-    };
+    let info = QueryInfo::new("segment", &table, &source, &caller);
     let (st, t, src) = (s.clone(), table.clone(), source.clone());
     let answer = run_query(&s, info, &p, move || {
         query::segment::segment_query(&st.db, &st.segments, &t, &src, &params, debug)
@@ -343,13 +319,7 @@ pub async fn batch(
 ) -> Result<Response, ApiError> {
     let (p, source, debug, params) =
         script_request(&s, &table, q.as_deref(), &headers, body).await?;
-    let info = QueryInfo {
-        kind: "batch",
-        table: &table,
-        script: &source,
-        user: caller.name(),
-        read_only: caller.read_only(),
-    };
+    let info = QueryInfo::new("batch", &table, &source, &caller);
     let (st, t, src) = (s.clone(), table.clone(), source.clone());
     let answer = run_query(&s, info, &p, move || {
         query::batch::batch_query(&st.db, &st.segments, &t, &src, &params, now_ms(), debug)
