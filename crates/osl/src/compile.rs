@@ -60,6 +60,8 @@ pub struct Program {
     /// customer property: once each push fired for a customer, nothing the
     /// rest of the run does can change the result, so the run stops there.
     pub(crate) stop_when_saturated: bool,
+    /// The row data a run can read (drivers prefetch only that).
+    pub(crate) row_access: crate::access::RowAccess,
 }
 
 impl Program {
@@ -71,6 +73,11 @@ impl Program {
     /// True when the script had a `select` block.
     pub fn has_select(&self) -> bool {
         self.has_select
+    }
+
+    /// The row data a run of this program can read.
+    pub fn row_access(&self) -> crate::access::RowAccess {
+        self.row_access
     }
 
     /// The script kind it was compiled for.
@@ -252,6 +259,7 @@ fn compile_inner(
         })
         .collect();
     let mut stmts = parsed.stmts;
+    let mut row_access = crate::access::RowAccess::of(&stmts, &parsed.columns);
     let customer: Vec<u32> = customer_slots.iter().map(|(s, _)| *s).collect();
     let mut memos = PushMemos::default();
     mark_pushes(&mut stmts, &parsed.columns, &customer, &mut memos);
@@ -259,7 +267,8 @@ fn compile_inner(
         .iter()
         .filter(|(s, _)| parsed.reads.iter().any(|(r, _)| r == s) || memos.written.contains(s))
         .cloned()
-        .collect();
+        .collect::<Vec<_>>();
+    row_access.customer_props = !loaded_slots.is_empty();
     Ok(Program {
         kind: opts.kind,
         stmts,
@@ -281,6 +290,7 @@ fn compile_inner(
             && memos.sites > 0
             && !memos.unmemoized
             && memos.written.is_empty(),
+        row_access,
     })
 }
 

@@ -14,6 +14,7 @@ use crate::value::{
 };
 use crate::view::{CustomerId, CustomerView, CustomerWrite, RunContext, RunOutcome, StoredValue};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use smallvec::SmallVec;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
@@ -77,7 +78,14 @@ enum TextId {
     Miss(u64),
 }
 
-type RtResult<T> = Result<T, (ErrorCode, String, Pos)>;
+/// A run-time fault: boxed so results stay small on the interpreter's hot
+/// return paths (every `eval` returns one).
+type Fault = Box<(ErrorCode, String, Pos)>;
+
+type RtResult<T> = Result<T, Fault>;
+
+/// Evaluated call arguments or push groups (rarely more than four).
+type Args = SmallVec<[Value; 4]>;
 
 enum Flow {
     Normal,
@@ -184,7 +192,7 @@ impl Program {
             additional: self.source_line(pos.line + self.line_offset),
             section: self.section.clone(),
         };
-        res.map_err(to_err)?;
+        res.map_err(|f| to_err(*f))?;
         for ((slot, def), init) in self.loaded_slots.iter().zip(initial.iter()) {
             let now = state.vars.get(*slot as usize).cloned().unwrap_or_default();
             let same = values_equal(&now, init) && now.type_name() == init.type_name();
@@ -293,7 +301,7 @@ struct Interp<'r, C: CustomerView> {
 }
 
 fn rt<T>(code: ErrorCode, detail: impl Into<String>, pos: Pos) -> RtResult<T> {
-    Err((code, detail.into(), pos))
+    Err(Box::new((code, detail.into(), pos)))
 }
 
 impl<C: CustomerView> Interp<'_, C> {
@@ -333,7 +341,7 @@ impl<C: CustomerView> Interp<'_, C> {
                     Some(op) => {
                         let cur = self.read_path(target.slot, &keys);
                         arith(*op, &cur, &v)
-                            .map_err(|d| (ErrorCode::RunTimeExceptionTriggered, d, *pos))?
+                            .map_err(|d| Box::new((ErrorCode::RunTimeExceptionTriggered, d, *pos)))?
                     }
                 };
                 let slot = target.slot as usize;
@@ -341,7 +349,7 @@ impl<C: CustomerView> Interp<'_, C> {
                     return self.fail("invalid variable slot");
                 };
                 set_path(root, &keys, v)
-                    .map_err(|d| (ErrorCode::RunTimeExceptionTriggered, d, *pos))?;
+                    .map_err(|d| Box::new((ErrorCode::RunTimeExceptionTriggered, d, *pos)))?;
                 Ok(Flow::Normal)
             }
             Stmt::If { arms, otherwise } => {
@@ -415,7 +423,7 @@ impl<C: CustomerView> Interp<'_, C> {
                         return Ok(Flow::Normal);
                     }
                 }
-                let mut vals = Vec::with_capacity(groups.len());
+                let mut vals = Args::new();
                 for g in groups {
                     vals.push(self.eval(g)?);
                 }
@@ -982,13 +990,13 @@ impl<C: CustomerView> Interp<'_, C> {
             Expr::Filter(f) => Value::Bool(self.filter(f)?),
             Expr::Neg(x, pos) => {
                 let v = self.eval(x)?;
-                negate(&v).map_err(|d| (ErrorCode::RunTimeExceptionTriggered, d, *pos))?
+                negate(&v).map_err(|d| Box::new((ErrorCode::RunTimeExceptionTriggered, d, *pos)))?
             }
             Expr::Not(x) => Value::Bool(!self.eval(x)?.truthy()),
             Expr::Arith(op, a, b, pos) => {
                 let x = self.eval(a)?;
                 let y = self.eval(b)?;
-                arith(*op, &x, &y).map_err(|d| (ErrorCode::RunTimeExceptionTriggered, d, *pos))?
+                arith(*op, &x, &y).map_err(|d| Box::new((ErrorCode::RunTimeExceptionTriggered, d, *pos)))?
             }
             Expr::Cmp(op, a, b) => {
                 let x = self.eval(a)?;
@@ -1027,12 +1035,12 @@ impl<C: CustomerView> Interp<'_, C> {
                 Value::Dict(Arc::new(d))
             }
             Expr::Call(f, args, pos) => {
-                let mut vals = Vec::with_capacity(args.len());
+                let mut vals = Args::new();
                 for a in args {
                     vals.push(self.eval(a)?);
                 }
                 self.pos = *pos;
-                self.call(*f, vals, *pos)?
+                self.call(*f, &vals, *pos)?
             }
             Expr::Agg(a, pos) => {
                 self.pos = *pos;
@@ -1041,7 +1049,7 @@ impl<C: CustomerView> Interp<'_, C> {
         })
     }
 
-    fn call(&mut self, f: Func, args: Vec<Value>, pos: Pos) -> RtResult<Value> {
+    fn call(&mut self, f: Func, args: &[Value], pos: Pos) -> RtResult<Value> {
         let a0 = args.first().cloned().unwrap_or_default();
         let seg = |me: &Self, v: &Value| -> RtResult<bool> {
             let name = v.to_text();
@@ -1114,7 +1122,7 @@ impl<C: CustomerView> Interp<'_, C> {
                     _ => a && !b,
                 })
             }
-            _ => match call_pure(f, &args) {
+            _ => match call_pure(f, args) {
                 Some(Ok(v)) => v,
                 Some(Err(d)) => return rt(ErrorCode::RunTimeExceptionTriggered, d, pos),
                 None => {
@@ -1182,7 +1190,7 @@ impl<C: CustomerView> Interp<'_, C> {
             };
             cols.push((v, key));
         }
-        let mut path = Vec::with_capacity(groups.len());
+        let mut path = SmallVec::<[GroupKey; 4]>::new();
         let r = self.fan_out(groups, &mut path, &cols);
         self.st.col_vals = cols;
         r
@@ -1224,7 +1232,7 @@ impl<C: CustomerView> Interp<'_, C> {
     fn fan_out(
         &mut self,
         groups: &[Value],
-        path: &mut Vec<GroupKey>,
+        path: &mut SmallVec<[GroupKey; 4]>,
         cols: &[(Option<i64>, DKey)],
     ) -> RtResult<()> {
         let Some((first, rest)) = groups.split_first() else {

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod ast;
 pub mod compile;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod trigger;
 pub mod value;
 pub mod view;
 
+pub use access::RowAccess;
 pub use compile::{
     compile, compile_with, is_valid_param_name, parse_duration, parse_sections,
     substitute_templates, CompileOptions, Program, Section, SectionKind, SegmentFlags,

@@ -1909,3 +1909,21 @@ fn jump_tables_match_plain_scans_on_long_customers() {
         assert_ne!(a["_"], json!([]), "script pushed nothing:\n{src}");
     }
 }
+
+#[test]
+fn row_access_names_what_a_run_reads() {
+    let access = |src: &str| compile_ok(src).row_access();
+    assert!(access("return(row_count)").is_none());
+    let tier = access("if tier == \"gold\"\n  << \"gold\"\nend\n");
+    assert!(tier.customer_props && !tier.rows && !tier.last_stamp);
+    let a = access("return(trunc((1735689600000 - last_stamp) / 604800000))");
+    assert!(a.last_stamp && !a.rows && !a.first_stamp && !a.stamps);
+    assert!(access("return(first_stamp)").first_stamp);
+    assert!(access("return(session_count)").stamps);
+    assert!(access("each_row where event.is(== \"view\")\n  << title\nend\n").rows);
+    assert!(access("return(title.ever(== \"Dune\"))").rows);
+    assert!(access("<< title").rows, "a group read at the cursor row");
+    let select = "select\n  sum qty as q\nend\n<< \"all\"\n";
+    assert!(access(select).rows, "a column read at the cursor row");
+    assert!(access("x = sum(qty)\nreturn(x)").rows);
+}

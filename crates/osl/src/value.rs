@@ -17,7 +17,13 @@ pub type SetMap = IndexMap<Key, Value>;
 pub type DictMap = IndexMap<Key, (Value, Value)>;
 
 /// One OSL value.
+///
+/// `repr(u64)`: a word-sized tag puts every payload at offset 8, so the
+/// interpreter's many `Value` returns are copied as whole words; with the
+/// default byte tag the bool payload sits at offset 1 and copies were done
+/// in odd-sized pieces that stalled store forwarding on every `eval`.
 #[derive(Clone, Debug, Default)]
+#[repr(u64)]
 pub enum Value {
     /// Absence of a value.
     #[default]

@@ -1,7 +1,7 @@
 //! The event query (rest spec 5.2): compile once, run the program for every
 //! customer of every partition in parallel, merge the partial trees.
 
-use crate::view::{osl_schema, StoredCustomer};
+use crate::view::osl_schema;
 use crate::{Answer, QueryError};
 use osl::prefilter::{IndexProp, Prefilter};
 use osl::{
@@ -210,24 +210,19 @@ pub fn run_all(
                     segment: i,
                     ..ctx.clone()
                 };
-                let chosen: Box<dyn Iterator<Item = u32>> = match selected(tp, sel, cands.as_ref())
-                {
-                    Some(b) => Box::new(b.into_iter()),
-                    None => Box::new(0..tp.customers.len() as u32),
-                };
-                let mut chosen = chosen.peekable();
-                while let Some(ci) = chosen.next() {
-                    if let Some(next) = chosen.peek().and_then(|&n| tp.customers.get(n as usize)) {
-                        next.prefetch();
-                    }
-                    let Some(view) = StoredCustomer::of(tp, ci) else {
-                        continue;
-                    };
-                    let outcome = program
-                        .run(&view, &ctx, &mut state, tree)
-                        .map_err(QueryError::Runtime)?;
-                    collect_writes(view.customer, outcome, writes);
-                }
+                let chosen = selected(tp, sel, cands.as_ref());
+                crate::view::for_each_customer::<QueryError>(
+                    tp,
+                    chosen.as_ref(),
+                    program.row_access(),
+                    |view| {
+                        let outcome = program
+                            .run(&view, &ctx, &mut state, tree)
+                            .map_err(QueryError::Runtime)?;
+                        collect_writes(view.customer, outcome, writes);
+                        Ok(())
+                    },
+                )?;
             }
             Ok(())
         },

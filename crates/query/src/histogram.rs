@@ -9,7 +9,7 @@
 //! are spread over partitions), with `each_value` set to that value.
 
 use crate::event::{collect_writes, Selection, Writes};
-use crate::view::{osl_schema, StoredCustomer};
+use crate::view::osl_schema;
 use crate::Answer;
 use crate::QueryError;
 use osl::{
@@ -456,33 +456,23 @@ fn run_partition(
         .iter()
         .map(|sel| crate::event::selected(tp, sel, None))
         .collect();
-    let chosen = |ci: u32| {
-        members
-            .iter()
-            .any(|m| m.as_ref().is_none_or(|b| b.contains(ci)))
-    };
     let mut state = program.new_state();
     // Histogram scripts cannot push (a compile error), so this stays empty.
     let mut scratch = program.new_tree(1);
     let mut samples: Vec<(Option<GroupKey>, Sample)> = Vec::with_capacity(runs.len());
-    for (ci, c) in tp.customers.iter().enumerate() {
-        let ci = ci as u32;
-        if !chosen(ci) {
-            continue;
-        }
-        // A cancelled or timed-out query stops here; the driver reports it.
-        if crate::control::stopped() {
-            break;
-        }
-        if let Some(next) = tp.customers.get(ci as usize + 2) {
-            next.prefetch();
-        }
-        let view = StoredCustomer {
-            customer: c,
-            index: ci,
-            dict: &tp.dict,
-            segments: &tp.segments,
-        };
+    // Every selection's members (`None`: everyone) are run once.
+    let union = if members.iter().any(Option::is_none) {
+        None
+    } else {
+        Some(
+            members
+                .iter()
+                .flatten()
+                .fold(roaring::RoaringBitmap::new(), |acc, b| acc | b),
+        )
+    };
+    crate::view::for_each_customer(tp, union.as_ref(), program.row_access(), |view| {
+        let ci = view.index;
         samples.clear();
         for (key, ctx) in runs {
             let mut outcome = program.run(&view, ctx, &mut state, &mut scratch)?;
@@ -490,15 +480,15 @@ fn run_partition(
             if let Some(s) = histogram_sample(&value).map_err(sample_error)? {
                 samples.push((key.clone(), s));
             }
-            collect_writes(c, outcome, writes);
+            collect_writes(view.customer, outcome, writes);
         }
         for (seg, m) in members.iter().enumerate() {
             if m.as_ref().is_none_or(|b| b.contains(ci)) {
                 hist.add_customer(seg, &samples);
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Runs `program` over every customer of the table, partitions in parallel

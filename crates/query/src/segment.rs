@@ -244,23 +244,25 @@ impl SegmentRegistry {
                 let mut tree = seg.program.new_tree(1);
                 let mut found = RoaringBitmap::new();
                 // Customers the pre-filter rules out cannot return true.
-                let chosen: Box<dyn Iterator<Item = u32>> = match &prefilter {
-                    Some(pf) => Box::new(crate::event::candidates(pf, tp).into_iter()),
-                    None => Box::new(0..tp.customers.len() as u32),
-                };
-                for ci in chosen {
-                    let Some(view) = StoredCustomer::of(tp, ci) else {
-                        continue;
-                    };
-                    let outcome = seg
-                        .program
-                        .run(&view, &ctx, &mut state, &mut tree)
-                        .map_err(QueryError::Runtime)?;
-                    if outcome.is_member() {
-                        found.insert(ci);
-                    }
-                    collect_writes(view.customer, outcome, writes);
-                }
+                let chosen = prefilter
+                    .as_ref()
+                    .map(|pf| crate::event::candidates(pf, tp));
+                crate::view::for_each_customer::<QueryError>(
+                    tp,
+                    chosen.as_ref(),
+                    seg.program.row_access(),
+                    |view| {
+                        let outcome = seg
+                            .program
+                            .run(&view, &ctx, &mut state, &mut tree)
+                            .map_err(QueryError::Runtime)?;
+                        if outcome.is_member() {
+                            found.insert(view.index);
+                        }
+                        collect_writes(view.customer, outcome, writes);
+                        Ok(())
+                    },
+                )?;
                 members.push((p, found));
                 Ok(())
             },

@@ -1,9 +1,9 @@
 //! The store's customers seen through OSL's `CustomerView`.
 
-use osl::{CustomerId, CustomerView, PropDef, PropKind, Schema};
+use osl::{CustomerId, CustomerView, PropDef, PropKind, RowAccess, Schema};
 use roaring::RoaringBitmap;
 use std::collections::BTreeMap;
-use store::partition::{Cell, Customer, Dictionary, TablePartition};
+use store::partition::{Cell, Customer, Dictionary, RowPrefetch, TablePartition};
 use store::record::CustomerKey;
 use store::schema::{IdType, PropType, TableSchema};
 
@@ -133,4 +133,67 @@ impl CustomerView for StoredCustomer<'_> {
     fn in_segment(&self, name: &str) -> Option<bool> {
         self.segments.get(name).map(|b| b.contains(self.index))
     }
+}
+
+/// The row prefetch matching what a program reads.
+fn prefetch_plan(access: RowAccess) -> RowPrefetch {
+    RowPrefetch {
+        first_stamp: access.first_stamp,
+        last_stamp: access.last_stamp,
+        rows: access.rows || access.stamps,
+        props: access.customer_props,
+    }
+}
+
+/// Calls `visit` for every customer of `tp` in `chosen` (every customer
+/// when `None`), in index order. Scans over customers are bound by cache
+/// misses, so this loads the customer a few places ahead: its own fields
+/// eight customers ahead, then the row data `access` says the run reads
+/// two ahead. Stops early (without an error) once the running query was
+/// asked to stop ([`crate::control`]): the query's driver reports that, so
+/// a cancelled query ends within one customer.
+pub fn for_each_customer<E>(
+    tp: &TablePartition,
+    chosen: Option<&RoaringBitmap>,
+    access: RowAccess,
+    mut visit: impl FnMut(StoredCustomer<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    const HEADER_AHEAD: usize = 8;
+    const ROWS_AHEAD: usize = 2;
+    let listed: Option<Vec<u32>> = chosen.map(|b| b.iter().collect());
+    let count = listed.as_ref().map_or(tp.customers.len(), Vec::len);
+    let index_at = |k: usize| -> Option<u32> {
+        match &listed {
+            Some(l) => l.get(k).copied(),
+            None => (k < count).then_some(k as u32),
+        }
+    };
+    let customer_at = |k: usize| index_at(k).and_then(|ci| tp.customers.get(ci as usize));
+    let plan = prefetch_plan(access);
+    let rows = plan != RowPrefetch::default();
+    let control = crate::control::current();
+    for k in 0..count {
+        if control.as_ref().is_some_and(|c| c.stopped()) {
+            break;
+        }
+        if let Some(c) = customer_at(k + HEADER_AHEAD) {
+            c.prefetch_header();
+        }
+        if rows {
+            if let Some(c) = customer_at(k + ROWS_AHEAD) {
+                c.prefetch(plan);
+            }
+        }
+        let Some(index) = index_at(k) else { break };
+        let Some(customer) = tp.customers.get(index as usize) else {
+            continue;
+        };
+        visit(StoredCustomer {
+            customer,
+            index,
+            dict: &tp.dict,
+            segments: &tp.segments,
+        })?;
+    }
+    Ok(())
 }

@@ -175,23 +175,58 @@ pub struct Customer {
     pub events: Events,
 }
 
+/// What of a customer's rows a scan is about to read (see
+/// [`Customer::prefetch`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RowPrefetch {
+    /// The first stamp.
+    pub first_stamp: bool,
+    /// The last stamp.
+    pub last_stamp: bool,
+    /// The first rows: stamps, event names and cells.
+    pub rows: bool,
+    /// The customer properties.
+    pub props: bool,
+}
+
 impl Customer {
-    /// Asks the CPU to start loading the first rows (and the last stamp) of
-    /// this customer. Each customer's vectors live in their own allocations,
-    /// so a scan over customers misses the cache on every one of them; issued
-    /// a customer or two ahead, the loads overlap with the current run.
+    /// Asks the CPU to start loading the parts of this customer's rows in
+    /// `what`. Each customer's vectors live in their own allocations, so a
+    /// scan over customers misses the cache on every one of them; issued a
+    /// customer or two ahead, the loads overlap with the current run.
+    /// Prefetching what a run never reads is not free: it fills the
+    /// memory pipeline the run's own loads wait in.
     #[inline]
-    pub fn prefetch(&self) {
+    pub fn prefetch(&self, what: RowPrefetch) {
         let e = &self.events;
-        prefetch(e.stamps.as_ptr());
-        prefetch(
-            e.stamps
-                .as_ptr()
-                .wrapping_add(e.stamps.len().saturating_sub(1)),
-        );
-        prefetch(e.names.as_ptr());
-        prefetch(e.cell_start.as_ptr());
-        prefetch(e.cells.as_ptr());
+        if what.first_stamp || what.rows {
+            prefetch(e.stamps.as_ptr());
+        }
+        if what.last_stamp {
+            prefetch(
+                e.stamps
+                    .as_ptr()
+                    .wrapping_add(e.stamps.len().saturating_sub(1)),
+            );
+        }
+        if what.props {
+            prefetch(self.props.as_ptr());
+        }
+        if what.rows {
+            prefetch(e.names.as_ptr());
+            prefetch(e.cell_start.as_ptr());
+            prefetch(e.cells.as_ptr());
+        }
+    }
+
+    /// Asks the CPU to load this customer's own fields (the vectors'
+    /// pointers and lengths), a step before [`Customer::prefetch`] reads them.
+    #[inline]
+    pub fn prefetch_header(&self) {
+        let p = self as *const Customer as *const u8;
+        prefetch(p);
+        prefetch(p.wrapping_add(64));
+        prefetch(p.wrapping_add(128));
     }
 }
 
