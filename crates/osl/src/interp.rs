@@ -9,8 +9,8 @@ use crate::functions::{call_pure, to_stamp, Func};
 use crate::result_tree::{ColumnAgg, Dedup, GroupKey, Node, ResultTree};
 use crate::value::{
     arith, compare, contains_all, contains_any, contains_member, negate, nested_deeper_than,
-    set_insert, values_equal, values_order, CmpOp, DictMap, Key, SetMap, Value, MAX_VALUE_DEPTH,
-    TOO_DEEP,
+    set_insert, values_equal, values_order, ArithOp, CmpOp, DictMap, Key, SetMap, Value,
+    MAX_VALUE_DEPTH, TOO_DEEP,
 };
 use crate::view::{CustomerId, CustomerView, CustomerWrite, RunContext, RunOutcome, StoredValue};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -100,8 +100,13 @@ type Bounds = Option<(i64, i64)>;
 impl Program {
     /// Fresh scratch state for this program.
     pub fn new_state(&self) -> RunState {
+        // Run numbers are unique in the process, not just in one state: a
+        // result tree fed by several states (one per partition) marks its
+        // nodes with them (`Node::customer_run`).
+        static RUN_BLOCKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         RunState {
             text_ids: vec![TextId::Unknown; self.texts.len()],
+            run_no: RUN_BLOCKS.fetch_add(1 << 32, std::sync::atomic::Ordering::Relaxed),
             ..RunState::default()
         }
     }
@@ -340,8 +345,9 @@ impl<C: CustomerView> Interp<'_, C> {
                     None => v,
                     Some(op) => {
                         let cur = self.read_path(target.slot, &keys);
-                        arith(*op, &cur, &v)
-                            .map_err(|d| Box::new((ErrorCode::RunTimeExceptionTriggered, d, *pos)))?
+                        arith(*op, &cur, &v).map_err(|d| {
+                            Box::new((ErrorCode::RunTimeExceptionTriggered, d, *pos))
+                        })?
                     }
                 };
                 let slot = target.slot as usize;
@@ -610,23 +616,27 @@ impl<C: CustomerView> Interp<'_, C> {
         // through the view for every row.
         let c = self.c;
         let (stamps, names) = c.columns();
+        // Unbounded scans never read stamps (a cold cache line per match).
+        let bounded = lo != i64::MIN || hi != i64::MAX;
         while matches < limit && i >= 0 && i < n {
-            let Some(&s) = stamps.get(i as usize) else {
-                break;
-            };
-            if s < lo {
-                if d < 0 {
+            if bounded {
+                let Some(&s) = stamps.get(i as usize) else {
                     break;
+                };
+                if s < lo {
+                    if d < 0 {
+                        break;
+                    }
+                    i += d;
+                    continue;
                 }
-                i += d;
-                continue;
-            }
-            if s > hi {
-                if d > 0 {
-                    break;
+                if s > hi {
+                    if d > 0 {
+                        break;
+                    }
+                    i += d;
+                    continue;
                 }
-                i += d;
-                continue;
             }
             // Rows of other events are passed over without a call.
             if let Some(id) = guard {
@@ -640,12 +650,23 @@ impl<C: CustomerView> Interp<'_, C> {
                     // A tight pass to the next row of that name, or out of
                     // the time bounds (the loop's top decides which).
                     let from = i;
-                    if d > 0 {
+                    if d > 0 && hi == i64::MAX {
+                        // No upper bound: only the names column is read.
+                        let k = i as usize;
+                        i = names
+                            .get(k..)
+                            .and_then(|rest| rest.iter().position(|&x| x == id))
+                            .map_or(names.len(), |p| k + p) as i64;
+                    } else if d > 0 {
                         let mut k = i as usize;
                         while k < names.len() && names[k] != id && stamps[k] <= hi {
                             k += 1;
                         }
                         i = k as i64;
+                    } else if lo == i64::MIN {
+                        while i >= 0 && names[i as usize] != id {
+                            i -= 1;
+                        }
                     } else {
                         while i >= 0 && names[i as usize] != id && stamps[i as usize] >= lo {
                             i -= 1;
@@ -982,7 +1003,20 @@ impl<C: CustomerView> Interp<'_, C> {
 
     // ----- expressions ---------------------------------------------------------
 
+    /// Evaluates an expression. Literals and variables (most leaves) are
+    /// answered inline; everything else goes through [`Self::eval_node`],
+    /// kept out of line so the leaves do not pay its large stack frame.
+    #[inline]
     fn eval(&mut self, e: &Expr) -> RtResult<Value> {
+        match e {
+            Expr::Lit(v) => Ok(v.clone()),
+            Expr::Var(s) => Ok(self.st.vars.get(*s as usize).cloned().unwrap_or_default()),
+            _ => self.eval_node(e),
+        }
+    }
+
+    #[inline(never)]
+    fn eval_node(&mut self, e: &Expr) -> RtResult<Value> {
         Ok(match e {
             Expr::Lit(v) => v.clone(),
             Expr::Var(s) => self.st.vars.get(*s as usize).cloned().unwrap_or_default(),
@@ -993,10 +1027,12 @@ impl<C: CustomerView> Interp<'_, C> {
                 negate(&v).map_err(|d| Box::new((ErrorCode::RunTimeExceptionTriggered, d, *pos)))?
             }
             Expr::Not(x) => Value::Bool(!self.eval(x)?.truthy()),
+            Expr::Arith(ArithOp::Add, ..) => self.add_chain(e)?,
             Expr::Arith(op, a, b, pos) => {
                 let x = self.eval(a)?;
                 let y = self.eval(b)?;
-                arith(*op, &x, &y).map_err(|d| Box::new((ErrorCode::RunTimeExceptionTriggered, d, *pos)))?
+                arith(*op, &x, &y)
+                    .map_err(|d| Box::new((ErrorCode::RunTimeExceptionTriggered, d, *pos)))?
             }
             Expr::Cmp(op, a, b) => {
                 let x = self.eval(a)?;
@@ -1010,6 +1046,28 @@ impl<C: CustomerView> Interp<'_, C> {
                 let k = self.eval(k)?;
                 index(&v, &k)
             }
+            Expr::List(_) | Expr::Dict(_) => self.eval_container(e)?,
+            Expr::Call(f, args, pos) => self.eval_call(*f, args, *pos)?,
+            Expr::Agg(a, pos) => {
+                self.pos = *pos;
+                self.inline_agg(a)?
+            }
+        })
+    }
+
+    #[inline(never)]
+    fn eval_call(&mut self, f: Func, args: &[Expr], pos: Pos) -> RtResult<Value> {
+        let mut vals = Args::new();
+        for a in args {
+            vals.push(self.eval(a)?);
+        }
+        self.pos = pos;
+        self.call(f, &vals, pos)
+    }
+
+    #[inline(never)]
+    fn eval_container(&mut self, e: &Expr) -> RtResult<Value> {
+        Ok(match e {
             Expr::List(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for i in items {
@@ -1034,21 +1092,44 @@ impl<C: CustomerView> Interp<'_, C> {
                 }
                 Value::Dict(Arc::new(d))
             }
-            Expr::Call(f, args, pos) => {
-                let mut vals = Args::new();
-                for a in args {
-                    vals.push(self.eval(a)?);
-                }
-                self.pos = *pos;
-                self.call(*f, &vals, *pos)?
-            }
-            Expr::Agg(a, pos) => {
-                self.pos = *pos;
-                self.inline_agg(a)?
-            }
+            _ => Value::Nil,
         })
     }
 
+    /// `a + b + c ...` (a left-leaning chain of `+`). When the leftmost
+    /// operand is text every `+` appends the next operand's text (§4.5), so
+    /// the chain builds one string instead of one per `+`; otherwise the
+    /// operands are added pairwise as usual. Operands are evaluated left to
+    /// right either way.
+    fn add_chain(&mut self, e: &Expr) -> RtResult<Value> {
+        let mut rights: SmallVec<[(&Expr, Pos); 4]> = SmallVec::new();
+        let mut cur = e;
+        while let Expr::Arith(ArithOp::Add, l, r, pos) = cur {
+            rights.push((r, *pos));
+            cur = l;
+        }
+        let first = self.eval(cur)?;
+        if let Value::Text(t) = &first {
+            let mut s = String::with_capacity(t.len() + 16 * rights.len());
+            s.push_str(t);
+            for (r, _) in rights.iter().rev() {
+                match self.eval(r)? {
+                    Value::Text(x) => s.push_str(&x),
+                    other => s.push_str(&other.to_text()),
+                }
+            }
+            return Ok(Value::text(&s));
+        }
+        let mut acc = first;
+        for (r, pos) in rights.iter().rev() {
+            let x = self.eval(r)?;
+            acc = arith(ArithOp::Add, &acc, &x)
+                .map_err(|d| Box::new((ErrorCode::RunTimeExceptionTriggered, d, *pos)))?;
+        }
+        Ok(acc)
+    }
+
+    #[inline(never)]
     fn call(&mut self, f: Func, args: &[Value], pos: Pos) -> RtResult<Value> {
         let a0 = args.first().cloned().unwrap_or_default();
         let seg = |me: &Self, v: &Value| -> RtResult<bool> {
@@ -1090,15 +1171,13 @@ impl<C: CustomerView> Interp<'_, C> {
                 } else {
                     // Only the count is asked for: count the gaps without
                     // numbering every row (same rule as `ensure_sessions`).
-                    let mut sessions = 1i64;
-                    for r in 1..self.n {
-                        if self.c.stamp(r).saturating_sub(self.c.stamp(r - 1))
-                            > self.ctx.session_time
-                        {
-                            sessions += 1;
-                        }
-                    }
-                    Value::Int(sessions)
+                    let (stamps, _) = self.c.columns();
+                    let gap = self.ctx.session_time;
+                    let breaks = stamps
+                        .windows(2)
+                        .filter(|w| w[1].saturating_sub(w[0]) > gap)
+                        .count();
+                    Value::Int(1 + breaks as i64)
                 }
             }
             Func::GetRow => self.get_row(&a0),
@@ -1282,13 +1361,23 @@ impl<C: CustomerView> Interp<'_, C> {
         let ncols = self.prog.columns.len();
         let (roots, next_id, width) = self.out.parts_mut();
         let mut level: &mut HashMap<GroupKey, Node> = roots;
+        let run_no = self.st.run_no;
         for key in path {
             let node = ResultTree::child_mut(level, next_id, width, key);
+            // Every push reaching a node counts all its columns, so one mark
+            // per node and run settles every once-per-customer column.
+            let first_for_customer = node.customer_run != run_no;
+            node.customer_run = run_no;
             for (ci, (v, dk)) in cols.iter().enumerate() {
                 let Some(col) = self.prog.columns.get(ci) else {
                     continue;
                 };
-                if col.dedup != Dedup::All && !self.st.dedup.insert((node.id, ci as u32, *dk)) {
+                let counted = match col.dedup {
+                    Dedup::All => true,
+                    Dedup::Customer => first_for_customer,
+                    _ => self.st.dedup.insert((node.id, ci as u32, *dk)),
+                };
+                if !counted {
                     continue;
                 }
                 let Some(v) = v else { continue };

@@ -224,6 +224,10 @@ pub struct Node {
     pub accs: Vec<Acc>,
     /// Children by key.
     pub children: HashMap<GroupKey, Node>,
+    /// The last run (a [`crate::RunState`] run number, unique per process)
+    /// that counted this node's once-per-customer columns: the common
+    /// de-duplication, done without a set lookup.
+    pub(crate) customer_run: u64,
 }
 
 /// Sort key of `_` arrays.
@@ -312,20 +316,17 @@ impl ResultTree {
         width: usize,
         key: &GroupKey,
     ) -> &'t mut Node {
-        if !roots.contains_key(key) {
+        // One lookup on the common path (the node exists).
+        roots.entry(key.clone()).or_insert_with(|| {
             let id = *next_id;
             *next_id += 1;
-            roots.insert(
-                key.clone(),
-                Node {
-                    id,
-                    accs: vec![Acc::default(); width],
-                    children: HashMap::default(),
-                },
-            );
-        }
-        // The entry exists: inserted above if it was missing.
-        roots.entry(key.clone()).or_default()
+            Node {
+                id,
+                accs: vec![Acc::default(); width],
+                children: HashMap::default(),
+                customer_run: 0,
+            }
+        })
     }
 
     /// Mutable access for the interpreter: (roots, id counter, accumulator width).

@@ -1927,3 +1927,69 @@ fn row_access_names_what_a_run_reads() {
     assert!(access(select).rows, "a column read at the cursor row");
     assert!(access("x = sum(qty)\nreturn(x)").rows);
 }
+
+#[test]
+fn plus_chains_give_the_pairwise_result() {
+    use crate::value::{arith, ArithOp};
+    let add = |a: &Value, b: &Value| arith(ArithOp::Add, a, b).expect("add");
+    let cases: Vec<(&str, Vec<Value>)> = vec![
+        (
+            "\"a\" + 1 + 2.5 + \"b\"",
+            vec![t("a"), Value::Int(1), Value::Float(2.5), t("b")],
+        ),
+        ("1 + 2 + \"x\"", vec![Value::Int(1), Value::Int(2), t("x")]),
+        (
+            "\"x\" + nil + [1]",
+            vec![t("x"), Value::Nil, Value::list(vec![Value::Int(1)])],
+        ),
+        (
+            "1.5 + 2 + 3",
+            vec![Value::Float(1.5), Value::Int(2), Value::Int(3)],
+        ),
+        (
+            "title + \" > \" + title",
+            vec![t("Dune"), t(" > "), t("Dune")],
+        ),
+    ];
+    for (expr, parts) in cases {
+        let mut want = parts[0].clone();
+        for p in &parts[1..] {
+            want = add(&want, p);
+        }
+        let got = debug1(&format!(
+            "each_row where event.is(== \"view\")\n  debug({expr})\n  break\nend\n"
+        ));
+        assert_eq!(got, want.to_json(), "{expr}");
+    }
+    // A fault inside a chain is the pairwise fault, at the chain's line.
+    let dict = Value::Dict(std::sync::Arc::new(crate::value::DictMap::new()));
+    let list = Value::list(vec![Value::Int(1)]);
+    let pairwise = arith(ArithOp::Add, &add(&dict, &dict), &list);
+    assert!(
+        pairwise.is_err(),
+        "the case must fault pairwise: {pairwise:?}"
+    );
+    let e = runtime_err("x = 1\nx = {} + {} + [1]\n", 0);
+    assert_eq!(
+        (e.code, e.line),
+        (ErrorCode::RunTimeExceptionTriggered, 2),
+        "{e}"
+    );
+}
+
+#[test]
+fn customer_counts_hold_across_run_states_sharing_a_tree() {
+    // Query drivers use one state per partition and one tree per worker:
+    // every state's runs must count as different customers.
+    let p = bookstore();
+    let prog = compile_ok("<< \"everyone\"\n");
+    let mut tree = prog.new_tree(1);
+    for i in 0..p.customers.len() {
+        let mut fresh = prog.new_state();
+        if let Err(e) = prog.run(&p.view(i), &ctx(), &mut fresh, &mut tree) {
+            panic!("runtime error: {e}");
+        }
+    }
+    let out = tree.render(&RenderOptions::default());
+    assert_eq!(out["_"][0]["c"][0], json!(p.customers.len()), "{out}");
+}
