@@ -50,6 +50,8 @@ pub struct RunState {
     /// for their allocations).
     jumps: Vec<Jump>,
     jumps_used: usize,
+    /// The dictionary the cached text ids were last checked against.
+    checked_dictionary: Option<usize>,
 }
 
 /// For forward scans that only visit rows of one event name: once a run
@@ -87,9 +89,15 @@ type RtResult<T> = Result<T, Fault>;
 /// Evaluated call arguments or push groups (rarely more than four).
 type Args = SmallVec<[Value; 4]>;
 
+/// How a statement ended. A payload-free byte: the break depth lives in
+/// `Interp::break_depth`, because a (tag, depth) pair returned through
+/// every statement was copied in two halves and read back whole, which
+/// stalled the CPU's store forwarding on every statement.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Flow {
     Normal,
-    Break(u32),
+    /// Leave `Interp::break_depth` loops.
+    Break,
     Continue,
     Stop,
 }
@@ -125,14 +133,19 @@ impl Program {
             state.text_ids = vec![TextId::Unknown; self.texts.len()];
         }
         state.run_no = state.run_no.wrapping_add(1);
-        // Cheap guard against a state reused with another dictionary: a
-        // cached id must still name the same text.
-        for (slot, text) in state.text_ids.iter_mut().zip(self.texts.iter()) {
-            if let TextId::Hit(id) = *slot {
-                if customer.text(id) != &**text {
-                    *slot = TextId::Unknown;
+        // Guard against a state reused with another dictionary: a cached
+        // id must still name the same text. Checked once per dictionary
+        // when the view names it, else for every run.
+        let dict = customer.dictionary_identity();
+        if dict.is_none() || dict != state.checked_dictionary {
+            for (slot, text) in state.text_ids.iter_mut().zip(self.texts.iter()) {
+                if let TextId::Hit(id) = *slot {
+                    if customer.text(id) != &**text {
+                        *slot = TextId::Unknown;
+                    }
                 }
             }
+            state.checked_dictionary = dict;
         }
         state.vars.clear();
         state.vars.resize(self.names.len(), Value::Nil);
@@ -183,6 +196,7 @@ impl Program {
             n: customer.row_count(),
             cursor: 0,
             loop_depth: 0,
+            break_depth: 0,
             pos: Pos::default(),
             outcome: RunOutcome::default(),
         };
@@ -301,6 +315,8 @@ struct Interp<'r, C: CustomerView> {
     n: usize,
     cursor: usize,
     loop_depth: u32,
+    /// Loops still to leave while a `Flow::Break` travels up.
+    break_depth: u32,
     pos: Pos,
     outcome: RunOutcome,
 }
@@ -398,9 +414,10 @@ impl<C: CustomerView> Interp<'_, C> {
                     }
                     match self.block(body)? {
                         Flow::Normal | Flow::Continue => {}
-                        Flow::Break(n) => {
-                            if n > 1 {
-                                result = Flow::Break(n - 1);
+                        Flow::Break => {
+                            if self.break_depth > 1 {
+                                self.break_depth -= 1;
+                                result = Flow::Break;
                             }
                             break;
                         }
@@ -446,7 +463,10 @@ impl<C: CustomerView> Interp<'_, C> {
             }
             Stmt::Break(d, pos) => match d {
                 BreakDepth::Fixed(0) => Ok(Flow::Normal),
-                BreakDepth::Fixed(n) => Ok(Flow::Break(*n)),
+                BreakDepth::Fixed(n) => {
+                    self.break_depth = *n;
+                    Ok(Flow::Break)
+                }
                 BreakDepth::Computed(e, max) => {
                     let v = self.eval(e)?;
                     let n = match &v {
@@ -470,7 +490,8 @@ impl<C: CustomerView> Interp<'_, C> {
                             *pos,
                         );
                     }
-                    Ok(Flow::Break(n as u32))
+                    self.break_depth = n as u32;
+                    Ok(Flow::Break)
                 }
             },
             Stmt::Continue => Ok(Flow::Continue),
@@ -502,7 +523,21 @@ impl<C: CustomerView> Interp<'_, C> {
 
     // ----- iteration --------------------------------------------------------------
 
+    /// The value of a literal or variable operand, by reference: modifier
+    /// arguments are evaluated once per scan, so the common constant and
+    /// `t0` cases skip a value copy.
+    fn operand<'a>(&'a self, e: &'a Expr) -> Option<&'a Value> {
+        match e {
+            Expr::Lit(v) => Some(v),
+            Expr::Var(s) => self.st.vars.get(*s as usize),
+            _ => None,
+        }
+    }
+
     fn stamp_arg(&mut self, e: &Expr) -> RtResult<Option<i64>> {
+        if let Some(Ok(stamp)) = self.operand(e).map(to_stamp) {
+            return Ok(stamp);
+        }
         let v = self.eval(e)?;
         to_stamp(&v).or_else(|_| {
             rt(
@@ -514,6 +549,9 @@ impl<C: CustomerView> Interp<'_, C> {
     }
 
     fn width_arg(&mut self, e: &Expr) -> RtResult<Option<i64>> {
+        if let Some(Value::Int(i)) = self.operand(e) {
+            return Ok(Some(*i));
+        }
         Ok(match self.eval(e)?.to_int() {
             Value::Int(i) => Some(i),
             _ => None,
@@ -571,6 +609,7 @@ impl<C: CustomerView> Interp<'_, C> {
             start = start.saturating_add(d);
         }
         let limit = match &m.limit {
+            Some(Expr::Lit(Value::Int(i))) => (*i).max(0) as u64,
             Some(l) => match self.eval(l)?.to_int() {
                 Value::Int(i) => i.max(0) as u64,
                 _ => 0,
@@ -759,9 +798,10 @@ impl<C: CustomerView> Interp<'_, C> {
             }
             match me.block(body)? {
                 Flow::Normal | Flow::Continue => Ok((true, false)),
-                Flow::Break(n) => {
-                    if n > 1 {
-                        flow = Flow::Break(n - 1);
+                Flow::Break => {
+                    if me.break_depth > 1 {
+                        me.break_depth -= 1;
+                        flow = Flow::Break;
                     }
                     Ok((true, true))
                 }

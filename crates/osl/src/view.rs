@@ -50,6 +50,12 @@ pub trait CustomerView {
     }
     /// Dictionary id of a text, if the partition has it.
     fn text_id(&self, text: &str) -> Option<u32>;
+    /// Identity of the dictionary behind `text`/`text_id` (same value for
+    /// every customer sharing it), or `None` when unknown. Runs check their
+    /// cached text ids once per dictionary instead of once per customer.
+    fn dictionary_identity(&self) -> Option<usize> {
+        None
+    }
     /// Membership of this customer in stored segment `name` (§9.9);
     /// `None` when no such segment exists.
     fn in_segment(&self, name: &str) -> Option<bool> {

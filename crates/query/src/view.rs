@@ -130,6 +130,9 @@ impl CustomerView for StoredCustomer<'_> {
     fn text_id(&self, text: &str) -> Option<u32> {
         self.dict.lookup(text)
     }
+    fn dictionary_identity(&self) -> Option<usize> {
+        Some(self.dict as *const Dictionary as usize)
+    }
     fn in_segment(&self, name: &str) -> Option<bool> {
         self.segments.get(name).map(|b| b.contains(self.index))
     }
