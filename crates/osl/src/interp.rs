@@ -86,6 +86,30 @@ type Fault = Box<(ErrorCode, String, Pos)>;
 
 type RtResult<T> = Result<T, Fault>;
 
+#[cfg(test)]
+thread_local! {
+    /// Tests turn the register arithmetic off to compare it with the
+    /// general path.
+    pub(crate) static FAST_NUMBERS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+#[inline]
+fn fast_numbers() -> bool {
+    #[cfg(test)]
+    return FAST_NUMBERS.with(|f| f.get());
+    #[cfg(not(test))]
+    true
+}
+
+/// A number evaluated in registers (see `Interp::num`).
+#[derive(Clone, Copy)]
+enum Num {
+    Int(i64),
+    Float(f64),
+    /// Not a plain number expression: evaluate it as a `Value`.
+    Other,
+}
+
 /// Evaluated call arguments or push groups (rarely more than four).
 type Args = SmallVec<[Value; 4]>;
 
@@ -877,6 +901,25 @@ impl<C: CustomerView> Interp<'_, C> {
         self.st.sessions_ready = true;
     }
 
+    /// `session_count` (§7.1): 0 without rows.
+    fn session_count(&mut self) -> i64 {
+        if self.n == 0 {
+            0
+        } else if self.st.sessions_ready {
+            self.session_at(self.n - 1)
+        } else {
+            // Only the count is asked for: count the gaps without numbering
+            // every row (same rule as `ensure_sessions`).
+            let (stamps, _) = self.c.columns();
+            let gap = self.ctx.session_time;
+            let breaks = stamps
+                .windows(2)
+                .filter(|w| w[1].saturating_sub(w[0]) > gap)
+                .count();
+            1 + breaks as i64
+        }
+    }
+
     fn session_at(&mut self, row: usize) -> i64 {
         self.ensure_sessions();
         self.st.sessions.get(row).copied().unwrap_or(0)
@@ -1057,6 +1100,26 @@ impl<C: CustomerView> Interp<'_, C> {
 
     #[inline(never)]
     fn eval_node(&mut self, e: &Expr) -> RtResult<Value> {
+        let numeric = matches!(
+            e,
+            Expr::Arith(..)
+                | Expr::Call(
+                    Func::Trunc
+                        | Func::SessionCount
+                        | Func::LastStamp
+                        | Func::FirstStamp
+                        | Func::RowCount
+                        | Func::Now,
+                    ..
+                )
+        );
+        if numeric && fast_numbers() {
+            match self.num(e) {
+                Num::Int(i) => return Ok(Value::Int(i)),
+                Num::Float(f) => return Ok(Value::Float(f)),
+                Num::Other => {}
+            }
+        }
         Ok(match e {
             Expr::Lit(v) => v.clone(),
             Expr::Var(s) => self.st.vars.get(*s as usize).cloned().unwrap_or_default(),
@@ -1093,6 +1156,58 @@ impl<C: CustomerView> Interp<'_, C> {
                 self.inline_agg(a)?
             }
         })
+    }
+
+    /// Numeric arithmetic in registers: evaluates `e` when it is built
+    /// only from number literals and variables, stamps, row counts, `now`,
+    /// `+ - * /` and `trunc`, with the results [`arith`] would give, and
+    /// answers [`Num::Other`] as soon as anything else turns up (the caller
+    /// then evaluates `e` the general way). Everything it reads is pure, so
+    /// giving up half way has no effect. `Value` results travel through
+    /// memory and cost a store-forwarding stall per node; these stay in
+    /// registers.
+    fn num(&mut self, e: &Expr) -> Num {
+        match e {
+            Expr::Lit(Value::Int(i)) => Num::Int(*i),
+            Expr::Lit(Value::Float(f)) => Num::Float(*f),
+            Expr::Var(s) => match self.st.vars.get(*s as usize) {
+                Some(Value::Int(i)) => Num::Int(*i),
+                Some(Value::Float(f)) => Num::Float(*f),
+                _ => Num::Other,
+            },
+            Expr::Prop(PropRef::Stamp) if self.cursor < self.n => {
+                Num::Int(self.c.stamp(self.cursor))
+            }
+            Expr::Call(Func::LastStamp, _, _) if self.n > 0 => Num::Int(self.c.stamp(self.n - 1)),
+            Expr::Call(Func::FirstStamp, _, _) if self.n > 0 => Num::Int(self.c.stamp(0)),
+            Expr::Call(Func::RowCount, _, _) => Num::Int(self.n as i64),
+            Expr::Call(Func::SessionCount, _, _) => Num::Int(self.session_count()),
+            Expr::Call(Func::Now, _, _) => Num::Int(self.ctx.now),
+            Expr::Call(Func::Trunc, args, _) if args.len() == 1 => match self.num(&args[0]) {
+                Num::Int(i) => Num::Int(i),
+                Num::Float(f) if f.is_finite() => Num::Int(f as i64),
+                _ => Num::Other,
+            },
+            Expr::Arith(op, a, b, _) => {
+                let x = self.num(a);
+                if matches!(x, Num::Other) {
+                    return Num::Other;
+                }
+                let r = match (x, self.num(b)) {
+                    (Num::Int(x), Num::Int(y)) => crate::value::int_arith(*op, x, y),
+                    (Num::Int(x), Num::Float(y)) => crate::value::float_arith(*op, x as f64, y),
+                    (Num::Float(x), Num::Int(y)) => crate::value::float_arith(*op, x, y as f64),
+                    (Num::Float(x), Num::Float(y)) => crate::value::float_arith(*op, x, y),
+                    _ => return Num::Other,
+                };
+                match r {
+                    Value::Int(i) => Num::Int(i),
+                    Value::Float(f) => Num::Float(f),
+                    _ => Num::Other,
+                }
+            }
+            _ => Num::Other,
+        }
     }
 
     #[inline(never)]
@@ -1203,23 +1318,7 @@ impl<C: CustomerView> Interp<'_, C> {
                     Value::Nil
                 }
             }
-            Func::SessionCount => {
-                if self.n == 0 {
-                    Value::Int(0)
-                } else if self.st.sessions_ready {
-                    Value::Int(self.session_at(self.n - 1))
-                } else {
-                    // Only the count is asked for: count the gaps without
-                    // numbering every row (same rule as `ensure_sessions`).
-                    let (stamps, _) = self.c.columns();
-                    let gap = self.ctx.session_time;
-                    let breaks = stamps
-                        .windows(2)
-                        .filter(|w| w[1].saturating_sub(w[0]) > gap)
-                        .count();
-                    Value::Int(1 + breaks as i64)
-                }
-            }
+            Func::SessionCount => Value::Int(self.session_count()),
             Func::GetRow => self.get_row(&a0),
             Func::Log => {
                 let parts: Vec<String> = args.iter().map(|v| v.to_log_text(false)).collect();

@@ -1993,3 +1993,50 @@ fn customer_counts_hold_across_run_states_sharing_a_tree() {
     let out = tree.render(&RenderOptions::default());
     assert_eq!(out["_"][0]["c"][0], json!(p.customers.len()), "{out}");
 }
+
+#[test]
+fn register_arithmetic_matches_the_value_path() {
+    let exprs = [
+        "7 / 2",
+        "7.0 / 2",
+        "7 / 2.0",
+        "-7 / 2",
+        "9223372036854775807 + 1",
+        "-9223372036854775807 - 10",
+        "9223372036854775807 * 3",
+        "5 / 0",
+        "5.5 / 0",
+        "5 / 0.0",
+        "trunc(7.9)",
+        "trunc(-7.9)",
+        "trunc(7)",
+        "trunc(x / 0.0)",
+        "trunc(9223372036854775807 * 4.5)",
+        "trunc((1735689600000 - last_stamp) / 604800000)",
+        "last_stamp - first_stamp + row_count * 2",
+        "session_count",
+        "session_count * 2 + now",
+        "row_count",
+        "(now - stamp) / 3600000",
+        "x * 2 + y",
+        "x + s",
+        "s + x + 1",
+        "trunc(s)",
+        "x + nil",
+        "1 + true",
+    ];
+    let run = |expr: &str, fast: bool| {
+        crate::interp::FAST_NUMBERS.with(|f| f.set(fast));
+        let src = format!(
+            "x = 21\ny = 0.5\ns = \"12\"\neach_row where event.is(== \"view\")\n  debug({expr})\n  break\nend\n"
+        );
+        let out = debug1(&src);
+        crate::interp::FAST_NUMBERS.with(|f| f.set(true));
+        out
+    };
+    for expr in exprs {
+        let (fast, slow) = (run(expr, true), run(expr, false));
+        assert_eq!(fast, slow, "{expr}");
+        assert_ne!(fast, json!("<no debug output>"), "{expr}");
+    }
+}

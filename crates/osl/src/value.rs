@@ -533,7 +533,7 @@ impl ArithOp {
     }
 }
 
-fn int_arith(op: ArithOp, x: i64, y: i64) -> Value {
+pub(crate) fn int_arith(op: ArithOp, x: i64, y: i64) -> Value {
     let r = match op {
         ArithOp::Add => x.checked_add(y),
         ArithOp::Sub => x.checked_sub(y),
@@ -552,7 +552,7 @@ fn int_arith(op: ArithOp, x: i64, y: i64) -> Value {
     }
 }
 
-fn float_arith(op: ArithOp, x: f64, y: f64) -> Value {
+pub(crate) fn float_arith(op: ArithOp, x: f64, y: f64) -> Value {
     match op {
         ArithOp::Add => Value::Float(x + y),
         ArithOp::Sub => Value::Float(x - y),
