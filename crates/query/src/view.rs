@@ -143,7 +143,8 @@ fn prefetch_plan(access: RowAccess) -> RowPrefetch {
     RowPrefetch {
         first_stamp: access.first_stamp,
         last_stamp: access.last_stamp,
-        rows: access.rows || access.stamps,
+        stamps: access.stamps,
+        rows: access.rows,
         props: access.customer_props,
     }
 }

@@ -183,6 +183,9 @@ pub struct RowPrefetch {
     pub first_stamp: bool,
     /// The last stamp.
     pub last_stamp: bool,
+    /// Every stamp (the first few cache lines; the hardware prefetcher
+    /// follows a sequential read from there).
+    pub stamps: bool,
     /// The first rows: stamps, event names and cells.
     pub rows: bool,
     /// The customer properties.
@@ -199,8 +202,14 @@ impl Customer {
     #[inline]
     pub fn prefetch(&self, what: RowPrefetch) {
         let e = &self.events;
-        if what.first_stamp || what.rows {
+        if what.first_stamp || what.rows || what.stamps {
             prefetch(e.stamps.as_ptr());
+        }
+        if what.stamps {
+            // 8 stamps per cache line; the rest stream in.
+            for line in 1..4.min(e.stamps.len().div_ceil(8)) {
+                prefetch(e.stamps.as_ptr().wrapping_add(line * 8));
+            }
         }
         if what.last_stamp {
             prefetch(
