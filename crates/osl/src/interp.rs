@@ -52,6 +52,9 @@ pub struct RunState {
     jumps_used: usize,
     /// The dictionary the cached text ids were last checked against.
     checked_dictionary: Option<usize>,
+    /// Per-state copies of the program's text literals, by the address of
+    /// the program's `Arc` (see `Interp::literal_text`).
+    literals: HashMap<usize, Arc<str>>,
 }
 
 /// For forward scans that only visit rows of one event name: once a run
@@ -1092,10 +1095,29 @@ impl<C: CustomerView> Interp<'_, C> {
     #[inline]
     fn eval(&mut self, e: &Expr) -> RtResult<Value> {
         match e {
+            Expr::Lit(Value::Text(t)) => Ok(self.literal_text(t)),
             Expr::Lit(v) => Ok(v.clone()),
             Expr::Var(s) => Ok(self.st.vars.get(*s as usize).cloned().unwrap_or_default()),
             _ => self.eval_node(e),
         }
+    }
+
+    /// This state's own copy of a text literal. The program (and so its
+    /// literals' `Arc`s) is shared by every query worker, and cloning a
+    /// shared `Arc` is an atomic write to one cache line both cores fight
+    /// over; a copy per state is only ever touched by its worker.
+    fn literal_text(&mut self, t: &Arc<str>) -> Value {
+        let key = Arc::as_ptr(t) as *const u8 as usize;
+        if let Some(own) = self.st.literals.get(&key) {
+            // The address could name another text if the state outlived
+            // its program; the comparison keeps that harmless.
+            if **own == **t {
+                return Value::Text(own.clone());
+            }
+        }
+        let own: Arc<str> = Arc::from(&**t);
+        self.st.literals.insert(key, own.clone());
+        Value::Text(own)
     }
 
     #[inline(never)]
@@ -1268,6 +1290,10 @@ impl<C: CustomerView> Interp<'_, C> {
             let mut s = String::with_capacity(t.len() + 16 * rights.len());
             s.push_str(t);
             for (r, _) in rights.iter().rev() {
+                if let Expr::Lit(Value::Text(lit)) = r {
+                    s.push_str(lit);
+                    continue;
+                }
                 match self.eval(r)? {
                     Value::Text(x) => s.push_str(&x),
                     other => s.push_str(&other.to_text()),
@@ -1499,7 +1525,7 @@ impl<C: CustomerView> Interp<'_, C> {
         let seg = self.ctx.segment.min(self.out.segments() - 1);
         let ncols = self.prog.columns.len();
         let (roots, next_id, width) = self.out.parts_mut();
-        let mut level: &mut HashMap<GroupKey, Node> = roots;
+        let mut level: &mut crate::result_tree::HashMap<GroupKey, Node> = roots;
         let run_no = self.st.run_no;
         for key in path {
             let node = ResultTree::child_mut(level, next_id, width, key);

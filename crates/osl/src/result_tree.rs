@@ -8,7 +8,8 @@
 //! partitions order-independent.
 
 use crate::ast::{PropKind, PropRef};
-use rustc_hash::FxHashMap as HashMap;
+/// One level of the tree: children by key.
+pub type HashMap<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
 use serde_json::{Map, Number, Value as J};
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -215,6 +216,12 @@ impl Acc {
     }
 }
 
+impl From<&GroupKey> for GroupKey {
+    fn from(k: &GroupKey) -> GroupKey {
+        k.clone()
+    }
+}
+
 /// One node of the tree.
 #[derive(Clone, Debug, Default)]
 pub struct Node {
@@ -316,8 +323,8 @@ impl ResultTree {
         width: usize,
         key: &GroupKey,
     ) -> &'t mut Node {
-        // One lookup on the common path (the node exists).
-        roots.entry(key.clone()).or_insert_with(|| {
+        // One lookup, and no key clone, on the common path (the node exists).
+        roots.entry_ref(key).or_insert_with(|| {
             let id = *next_id;
             *next_id += 1;
             Node {

@@ -2040,3 +2040,20 @@ fn register_arithmetic_matches_the_value_path() {
         assert_ne!(fast, json!("<no debug output>"), "{expr}");
     }
 }
+
+#[test]
+fn a_state_reused_with_another_program_reads_that_programs_literals() {
+    let p = bookstore();
+    let mut state = compile_ok("debug(\"first\")\n").new_state();
+    for text in ["alpha", "beta", "gamma", "delta"] {
+        // Each program is dropped before the next is compiled, so its
+        // literal's address may be handed out again.
+        let prog = compile_ok(&format!("debug(\"{text}\")\n"));
+        let mut tree = prog.new_tree(1);
+        let out = match prog.run(&p.view(0), &ctx(), &mut state, &mut tree) {
+            Ok(o) => o,
+            Err(e) => panic!("runtime error: {e}"),
+        };
+        assert_eq!(out.debug, vec![t(text)]);
+    }
+}
