@@ -132,6 +132,24 @@ enum Flow {
 /// Time bounds of a scan; `None` means "no rows".
 type Bounds = Option<(i64, i64)>;
 
+impl RunState {
+    /// This state's copy of a text shared with other workers (see
+    /// `Interp::literal_text`).
+    fn own_text(&mut self, t: &Arc<str>) -> Arc<str> {
+        let key = Arc::as_ptr(t) as *const u8 as usize;
+        if let Some(own) = self.literals.get(&key) {
+            // The address could name another text if the state outlived
+            // its program; the comparison keeps that harmless.
+            if **own == **t {
+                return own.clone();
+            }
+        }
+        let own: Arc<str> = Arc::from(&**t);
+        self.literals.insert(key, own.clone());
+        own
+    }
+}
+
 impl Program {
     /// Fresh scratch state for this program.
     pub fn new_state(&self) -> RunState {
@@ -185,8 +203,12 @@ impl Program {
         state.sessions_ready = false;
         state.windows.clear();
         for (slot, v) in &self.param_inits {
+            let v = match v {
+                Value::Text(t) => Value::Text(state.own_text(t)),
+                other => other.clone(),
+            };
             if let Some(x) = state.vars.get_mut(*slot as usize) {
-                *x = v.clone();
+                *x = v;
             }
         }
         if let Some(x) = state.vars.get_mut(self.each_value_slot as usize) {
@@ -1107,17 +1129,7 @@ impl<C: CustomerView> Interp<'_, C> {
     /// shared `Arc` is an atomic write to one cache line both cores fight
     /// over; a copy per state is only ever touched by its worker.
     fn literal_text(&mut self, t: &Arc<str>) -> Value {
-        let key = Arc::as_ptr(t) as *const u8 as usize;
-        if let Some(own) = self.st.literals.get(&key) {
-            // The address could name another text if the state outlived
-            // its program; the comparison keeps that harmless.
-            if **own == **t {
-                return Value::Text(own.clone());
-            }
-        }
-        let own: Arc<str> = Arc::from(&**t);
-        self.st.literals.insert(key, own.clone());
-        Value::Text(own)
+        Value::Text(self.st.own_text(t))
     }
 
     #[inline(never)]
