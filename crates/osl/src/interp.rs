@@ -1212,7 +1212,7 @@ impl<C: CustomerView> Interp<'_, C> {
             Expr::Prop(PropRef::Stamp) if self.cursor < self.n => {
                 Num::Int(self.c.stamp(self.cursor))
             }
-            Expr::Call(Func::LastStamp, _, _) if self.n > 0 => Num::Int(self.c.stamp(self.n - 1)),
+            Expr::Call(Func::LastStamp, _, _) => self.c.last_stamp().map_or(Num::Other, Num::Int),
             Expr::Call(Func::FirstStamp, _, _) if self.n > 0 => Num::Int(self.c.stamp(0)),
             Expr::Call(Func::RowCount, _, _) => Num::Int(self.n as i64),
             Expr::Call(Func::SessionCount, _, _) => Num::Int(self.session_count()),
@@ -1349,13 +1349,7 @@ impl<C: CustomerView> Interp<'_, C> {
                     Value::Nil
                 }
             }
-            Func::LastStamp => {
-                if self.n > 0 {
-                    Value::Int(self.c.stamp(self.n - 1))
-                } else {
-                    Value::Nil
-                }
-            }
+            Func::LastStamp => self.c.last_stamp().map_or(Value::Nil, Value::Int),
             Func::SessionCount => Value::Int(self.session_count()),
             Func::GetRow => self.get_row(&a0),
             Func::Log => {

@@ -29,6 +29,12 @@ pub trait CustomerView {
     fn row_count(&self) -> usize;
     /// Stamp (epoch ms) of a row.
     fn stamp(&self, row: usize) -> i64;
+    /// The last row's stamp, `None` without rows. Stores that keep it
+    /// beside the customer override this to spare a read of the rows.
+    fn last_stamp(&self) -> Option<i64> {
+        let n = self.row_count();
+        (n > 0).then(|| self.stamp(n - 1))
+    }
     /// Dictionary id of the event name of a row.
     fn event(&self, row: usize) -> u32;
     /// Cells of event property `prop` (schema index) at `row`.

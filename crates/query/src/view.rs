@@ -95,6 +95,9 @@ impl CustomerView for StoredCustomer<'_> {
     fn stamp(&self, row: usize) -> i64 {
         self.customer.events.stamps[row]
     }
+    fn last_stamp(&self) -> Option<i64> {
+        self.customer.last_stamp()
+    }
     fn columns(&self) -> (&[i64], &[u32]) {
         (&self.customer.events.stamps, &self.customer.events.names)
     }
@@ -142,7 +145,8 @@ impl CustomerView for StoredCustomer<'_> {
 fn prefetch_plan(access: RowAccess) -> RowPrefetch {
     RowPrefetch {
         first_stamp: access.first_stamp,
-        last_stamp: access.last_stamp,
+        // Kept in the customer itself (`Customer::last_stamp`).
+        last_stamp: false,
         stamps: access.stamps,
         rows: access.rows,
         props: access.customer_props,
