@@ -783,3 +783,83 @@ fn answers_do_not_depend_on_the_partition_count() {
         )
     );
 }
+
+/// Session counts per customer, a new session after gaps over `gap` ms.
+fn sessions_of(stamps: &[i64], gap: i64) -> i64 {
+    let mut sorted = stamps.to_vec();
+    sorted.sort_unstable();
+    1 + sorted.windows(2).filter(|w| w[1] - w[0] > gap).count() as i64
+}
+
+/// `{sample: customers}` of a histogram answer's first root.
+fn sample_counts(v: &Value) -> std::collections::BTreeMap<i64, i64> {
+    v["_"][0]["_"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|n| {
+                    (
+                        n["g"].as_i64().unwrap_or(-1),
+                        n["c"][0].as_i64().unwrap_or(-1),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn session_counts_follow_out_of_order_inserts_restarts_and_session_time() {
+    // Customers keep their session count for the default session time as
+    // events arrive (in any order); other session times count from the
+    // stamps. Both must agree with a recount, before and after a replay.
+    let mut s = Server::start(&["--partitions", "2"]);
+    s.create_table("visits", &json!({"id_type": "numeric", "properties": []}));
+    let mut rng = Rng(0x5eed_1234);
+    let mut stamps: Vec<Vec<i64>> = vec![Vec::new(); 40];
+    for _round in 0..6 {
+        let mut batch = Vec::new();
+        for (id, own) in stamps.iter_mut().enumerate() {
+            for _ in 0..rng.below(6) {
+                // Minutes over ten days: gaps land both side of 30 and 10 minutes.
+                let stamp = 1_700_000_000_000 + rng.below(14_400) as i64 * 60_000;
+                if !own.contains(&stamp) {
+                    own.push(stamp);
+                    batch.push(json!({"id": id + 1, "stamp": stamp, "event": "visit"}));
+                }
+            }
+        }
+        if !batch.is_empty() {
+            s.insert_ok("visits", &Value::Array(batch));
+        }
+    }
+    let expected = |gap: i64| {
+        let mut m = std::collections::BTreeMap::new();
+        for own in stamps.iter().filter(|o| !o.is_empty()) {
+            *m.entry(sessions_of(own, gap)).or_insert(0) += 1;
+        }
+        m
+    };
+    let check = |s: &Server| {
+        let default = hist_on(s, "visits", "sessions", "return(session_count)");
+        assert_eq!(sample_counts(&default), expected(1_800_000), "{default}");
+        let short = hist_on(
+            s,
+            "visits",
+            "sessions?session_time=600000",
+            "return(session_count)",
+        );
+        assert_eq!(sample_counts(&short), expected(600_000), "{short}");
+        // The same count read per row agrees (it numbers every row).
+        let per_row = hist_on(
+            s,
+            "visits",
+            "sessions",
+            "each_row.reverse().limit(1)\n  return(session)\nend\n",
+        );
+        assert_eq!(sample_counts(&per_row), expected(1_800_000), "{per_row}");
+    };
+    check(&s);
+    s.restart(&["--partitions", "2"]).expect("restart");
+    check(&s);
+}

@@ -932,6 +932,8 @@ impl<C: CustomerView> Interp<'_, C> {
             0
         } else if self.st.sessions_ready {
             self.session_at(self.n - 1)
+        } else if let Some(kept) = self.c.kept_session_count(self.ctx.session_time) {
+            kept
         } else {
             // Only the count is asked for: count the gaps without numbering
             // every row (same rule as `ensure_sessions`).

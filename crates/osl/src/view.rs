@@ -35,6 +35,12 @@ pub trait CustomerView {
         let n = self.row_count();
         (n > 0).then(|| self.stamp(n - 1))
     }
+    /// The session count for session time `gap` (ms) when the store keeps
+    /// it for that gap, else `None` (the run counts from the stamps).
+    fn kept_session_count(&self, gap: i64) -> Option<i64> {
+        let _ = gap;
+        None
+    }
     /// Dictionary id of the event name of a row.
     fn event(&self, row: usize) -> u32;
     /// Cells of event property `prop` (schema index) at `row`.

@@ -215,6 +215,7 @@ pub fn run_all(
                     tp,
                     chosen.as_ref(),
                     program.row_access(),
+                    ctx.session_time,
                     |view| {
                         let outcome = program
                             .run(&view, &ctx, &mut state, tree)

@@ -471,24 +471,31 @@ fn run_partition(
                 .fold(roaring::RoaringBitmap::new(), |acc, b| acc | b),
         )
     };
-    crate::view::for_each_customer(tp, union.as_ref(), program.row_access(), |view| {
-        let ci = view.index;
-        samples.clear();
-        for (key, ctx) in runs {
-            let mut outcome = program.run(&view, ctx, &mut state, &mut scratch)?;
-            let value = std::mem::take(&mut outcome.value);
-            if let Some(s) = histogram_sample(&value).map_err(sample_error)? {
-                samples.push((key.clone(), s));
+    let session_time = runs.first().map_or(0, |(_, ctx)| ctx.session_time);
+    crate::view::for_each_customer(
+        tp,
+        union.as_ref(),
+        program.row_access(),
+        session_time,
+        |view| {
+            let ci = view.index;
+            samples.clear();
+            for (key, ctx) in runs {
+                let mut outcome = program.run(&view, ctx, &mut state, &mut scratch)?;
+                let value = std::mem::take(&mut outcome.value);
+                if let Some(s) = histogram_sample(&value).map_err(sample_error)? {
+                    samples.push((key.clone(), s));
+                }
+                collect_writes(view.customer, outcome, writes);
             }
-            collect_writes(view.customer, outcome, writes);
-        }
-        for (seg, m) in members.iter().enumerate() {
-            if m.as_ref().is_none_or(|b| b.contains(ci)) {
-                hist.add_customer(seg, &samples);
+            for (seg, m) in members.iter().enumerate() {
+                if m.as_ref().is_none_or(|b| b.contains(ci)) {
+                    hist.add_customer(seg, &samples);
+                }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
 }
 
 /// Runs `program` over every customer of the table, partitions in parallel

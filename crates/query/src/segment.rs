@@ -251,6 +251,7 @@ impl SegmentRegistry {
                     tp,
                     chosen.as_ref(),
                     seg.program.row_access(),
+                    ctx.session_time,
                     |view| {
                         let outcome = seg
                             .program

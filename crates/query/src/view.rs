@@ -3,7 +3,7 @@
 use osl::{CustomerId, CustomerView, PropDef, PropKind, RowAccess, Schema};
 use roaring::RoaringBitmap;
 use std::collections::BTreeMap;
-use store::partition::{Cell, Customer, Dictionary, RowPrefetch, TablePartition};
+use store::partition::{Cell, Customer, Dictionary, RowPrefetch, TablePartition, SESSION_GAP};
 use store::record::CustomerKey;
 use store::schema::{IdType, PropType, TableSchema};
 
@@ -98,6 +98,9 @@ impl CustomerView for StoredCustomer<'_> {
     fn last_stamp(&self) -> Option<i64> {
         self.customer.last_stamp()
     }
+    fn kept_session_count(&self, gap: i64) -> Option<i64> {
+        (gap == SESSION_GAP).then(|| i64::from(self.customer.sessions()))
+    }
     fn columns(&self) -> (&[i64], &[u32]) {
         (&self.customer.events.stamps, &self.customer.events.names)
     }
@@ -141,13 +144,16 @@ impl CustomerView for StoredCustomer<'_> {
     }
 }
 
-/// The row prefetch matching what a program reads.
-fn prefetch_plan(access: RowAccess) -> RowPrefetch {
+/// The row prefetch matching what a program reads with session time
+/// `session_time`.
+fn prefetch_plan(access: RowAccess, session_time: i64) -> RowPrefetch {
     RowPrefetch {
         first_stamp: access.first_stamp,
         // Kept in the customer itself (`Customer::last_stamp`).
         last_stamp: false,
-        stamps: access.stamps,
+        // Only session counts read every stamp, and the customer keeps
+        // those for the default session time.
+        stamps: access.stamps && session_time != SESSION_GAP,
         rows: access.rows,
         props: access.customer_props,
     }
@@ -164,6 +170,7 @@ pub fn for_each_customer<E>(
     tp: &TablePartition,
     chosen: Option<&RoaringBitmap>,
     access: RowAccess,
+    session_time: i64,
     mut visit: impl FnMut(StoredCustomer<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
     const HEADER_AHEAD: usize = 8;
@@ -177,7 +184,7 @@ pub fn for_each_customer<E>(
         }
     };
     let customer_at = |k: usize| index_at(k).and_then(|ci| tp.customers.get(ci as usize));
-    let plan = prefetch_plan(access);
+    let plan = prefetch_plan(access, session_time);
     let rows = plan != RowPrefetch::default();
     let control = crate::control::current();
     for k in 0..count {

@@ -178,6 +178,28 @@ pub struct Customer {
     /// so recency questions need not touch the stamps' own allocation
     /// (a cache and TLB miss per customer).
     last_stamp: i64,
+    /// Sessions among the events with a new session after every gap over
+    /// [`SESSION_GAP`] ms (the default session time), kept in step with
+    /// inserts for the same reason.
+    sessions: u32,
+}
+
+/// The session gap (ms) whose session count each customer keeps: the
+/// default session time (rest spec 3.6), so queries on tables that keep
+/// the default need not read every stamp for `session_count`.
+pub const SESSION_GAP: i64 = 1_800_000;
+
+/// Sessions in `stamps` (ascending) with a new one after every gap over
+/// [`SESSION_GAP`]; 0 without stamps.
+pub fn count_sessions(stamps: &[i64]) -> u32 {
+    if stamps.is_empty() {
+        return 0;
+    }
+    let breaks = stamps
+        .windows(2)
+        .filter(|w| w[1].saturating_sub(w[0]) > SESSION_GAP)
+        .count();
+    (1 + breaks).min(u32::MAX as usize) as u32
 }
 
 impl Customer {
@@ -185,6 +207,30 @@ impl Customer {
     #[inline]
     pub fn last_stamp(&self) -> Option<i64> {
         (!self.events.is_empty()).then_some(self.last_stamp)
+    }
+
+    /// The number of sessions for a gap of [`SESSION_GAP`] (0 without events).
+    #[inline]
+    pub fn sessions(&self) -> u32 {
+        self.sessions
+    }
+
+    /// Brings the kept facts in line after inserting a row at `at`: the
+    /// session count changes only around the new row.
+    fn note_insert(&mut self, at: usize) {
+        let st = &self.events.stamps;
+        let Some(&s) = st.get(at) else { return };
+        let broken = |a: i64, b: i64| i64::from(b.saturating_sub(a) > SESSION_GAP);
+        let prev = at.checked_sub(1).and_then(|i| st.get(i)).copied();
+        let next = st.get(at + 1).copied();
+        let delta = match (prev, next) {
+            (Some(p), Some(n)) => broken(p, s) + broken(s, n) - broken(p, n),
+            (Some(p), None) => broken(p, s),
+            (None, Some(n)) => broken(s, n),
+            (None, None) => 1,
+        };
+        self.sessions = (i64::from(self.sessions) + delta).clamp(0, i64::from(u32::MAX)) as u32;
+        self.last_stamp = st.last().copied().unwrap_or(s);
     }
 }
 
@@ -377,6 +423,7 @@ impl TablePartition {
                     props: Vec::new(),
                     events: Events::default(),
                     last_stamp: 0,
+                    sessions: 0,
                 });
                 i as usize
             }
@@ -431,9 +478,8 @@ impl TablePartition {
         if !duplicate {
             let c = &mut self.customers[ci];
             c.events.insert(at, rec.stamp, name, &row);
-            // Retention only removes the oldest rows, so inserts are the
-            // one place the newest stamp changes.
-            c.last_stamp = c.events.stamps.last().copied().unwrap_or(rec.stamp);
+            // Retention recounts what it cuts; inserts keep the rest.
+            c.note_insert(at);
             self.event_count += 1;
             self.index_add(EVENT_PROP, u64::from(name), ci as u32);
             for cell in &row {
@@ -497,6 +543,7 @@ impl TablePartition {
                 }
             }
             self.event_count -= start as u64;
+            c.sessions = count_sessions(&c.events.stamps);
         }
     }
 
@@ -742,5 +789,39 @@ mod tests {
         assert_eq!(t.customers[0].last_stamp(), None);
         apply(&mut t, &s, &ev(120, "payment", &["q"]), true);
         assert_eq!(t.customers[0].last_stamp(), Some(120));
+    }
+
+    #[test]
+    fn kept_session_count_matches_a_recount_through_inserts_and_trim() {
+        let s = schema();
+        let mut t = TablePartition::default();
+        // Stamps arrive out of order, with gaps both side of SESSION_GAP
+        // and ties.
+        let mut seed: u64 = 7;
+        let mut stamp_of = || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let r = seed >> 33;
+            (r % 400) as i64 * 600_000 + if r % 7 == 0 { 1 } else { 0 }
+        };
+        for k in 0..300 {
+            let stamp = stamp_of();
+            apply(&mut t, &s, &ev(stamp, "payment", &[&format!("v{k}")]), true);
+            let c = &t.customers[0];
+            assert_eq!(
+                c.sessions(),
+                count_sessions(&c.events.stamps),
+                "after insert {k}"
+            );
+            assert_eq!(c.last_stamp(), c.events.stamps.last().copied());
+        }
+        t.trim(100 * 600_000, 0);
+        let c = &t.customers[0];
+        assert_eq!(c.sessions(), count_sessions(&c.events.stamps));
+        t.trim(0, 3);
+        let c = &t.customers[0];
+        assert_eq!(c.events.len(), 3);
+        assert_eq!(c.sessions(), count_sessions(&c.events.stamps));
     }
 }
