@@ -126,6 +126,7 @@ struct ServeArgs {
 }
 
 fn main() {
+    memory::configure();
     let cli = Cli::parse();
     let Command::Serve(args) = cli.command;
     use std::io::IsTerminal;

@@ -24,16 +24,16 @@ pub fn customer_history(
         return Ok(None);
     };
     let mut events = Vec::with_capacity(c.events.len());
+    let mut row: Vec<Cell> = Vec::new();
     for i in 0..c.events.len() {
+        row.clear();
+        row.extend(c.events.row_cells(i));
         let stamp = c.events.stamps[i];
         let mut e = Map::new();
         e.insert("stamp".into(), Value::from(stamp));
         e.insert("stamp_iso".into(), Value::from(format_iso8601(stamp)));
         e.insert("event".into(), Value::from(tp.dict.text(c.events.names[i])));
-        e.insert(
-            "_".into(),
-            Value::Object(cells_json(&schema, tp, c.events.row_cells(i))),
-        );
+        e.insert("_".into(), Value::Object(cells_json(&schema, tp, &row)));
         events.push(Value::Object(e));
     }
     let mut out = Map::new();

@@ -3,7 +3,9 @@
 use osl::{CustomerId, CustomerView, PropDef, PropKind, RowAccess, Schema};
 use roaring::RoaringBitmap;
 use std::collections::BTreeMap;
-use store::partition::{Cell, Customer, Dictionary, RowPrefetch, TablePartition, SESSION_GAP};
+use store::partition::{
+    Cell, Customer, Dictionary, RowCells, RowPrefetch, TablePartition, SESSION_GAP,
+};
 use store::record::CustomerKey;
 use store::schema::{IdType, PropType, TableSchema};
 
@@ -62,24 +64,37 @@ impl<'a> StoredCustomer<'a> {
 
 /// The cells of one property in a row (cells are sorted by property id).
 pub struct PropCells<'a> {
-    cells: std::slice::Iter<'a, Cell>,
+    cells: Cells<'a>,
     prop: u32,
+}
+
+/// Where a [`PropCells`] reads: an event row's encoded cells or the
+/// customer's properties.
+enum Cells<'a> {
+    Row(RowCells<'a>),
+    Customer(std::slice::Iter<'a, Cell>),
 }
 
 impl Iterator for PropCells<'_> {
     type Item = u64;
 
+    #[inline]
     fn next(&mut self) -> Option<u64> {
-        for c in self.cells.by_ref() {
-            if c.prop == self.prop {
-                return Some(c.value);
-            }
-            if c.prop > self.prop {
-                break;
+        match &mut self.cells {
+            Cells::Row(r) => r.next_value_of(self.prop),
+            Cells::Customer(cells) => {
+                for c in cells.by_ref() {
+                    if c.prop == self.prop {
+                        return Some(c.value);
+                    }
+                    if c.prop > self.prop {
+                        break;
+                    }
+                }
+                *cells = [].iter();
+                None
             }
         }
-        self.cells = [].iter();
-        None
     }
 }
 
@@ -109,13 +124,13 @@ impl CustomerView for StoredCustomer<'_> {
     }
     fn values(&self, row: usize, prop: u32) -> PropCells<'_> {
         PropCells {
-            cells: self.customer.events.row_cells(row).iter(),
+            cells: Cells::Row(self.customer.events.row_cells(row)),
             prop,
         }
     }
     fn customer_values(&self, prop: u32) -> PropCells<'_> {
         PropCells {
-            cells: self.customer.props.iter(),
+            cells: Cells::Customer(self.customer.props.iter()),
             prop,
         }
     }

@@ -17,6 +17,7 @@ pub mod record;
 pub mod schema;
 pub mod snapshot;
 pub mod stamp;
+pub mod varint;
 
 pub use db::{AddProperty, Counts, Db, DbConfig, Engine, InsertOptions, InsertReport};
 pub use error::StoreError;
