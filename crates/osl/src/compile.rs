@@ -62,6 +62,9 @@ pub struct Program {
     pub(crate) stop_when_saturated: bool,
     /// The row data a run can read (drivers prefetch only that).
     pub(crate) row_access: crate::access::RowAccess,
+    /// Unique in the process: a `RunState` notices when it is handed
+    /// another program and drops what it derived from the last one.
+    pub(crate) uid: u64,
 }
 
 impl Program {
@@ -291,6 +294,10 @@ fn compile_inner(
             && !memos.unmemoized
             && memos.written.is_empty(),
         row_access,
+        uid: {
+            static PROGRAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+            PROGRAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        },
     })
 }
 

@@ -52,6 +52,10 @@ pub struct RunState {
     jumps_used: usize,
     /// The dictionary the cached text ids were last checked against.
     checked_dictionary: Option<usize>,
+    /// The program (`Program::uid`) the memo state below belongs to.
+    program: u64,
+    /// Group paths of memoized pushes, by memo site, built on first use.
+    memo_paths: Vec<Option<SmallVec<[GroupKey; 4]>>>,
     /// Per-state copies of the program's text literals, by the address of
     /// the program's `Arc` (see `Interp::literal_text`).
     literals: HashMap<usize, Arc<str>>,
@@ -197,8 +201,10 @@ impl Program {
         state.dedup.clear();
         state.memo_fired = 0;
         state.jumps_used = 0;
-        if state.memo_seen.len() != self.memo_sites as usize {
+        if state.program != self.uid {
             state.memo_seen = vec![0; self.memo_sites as usize];
+            state.memo_paths.clear();
+            state.program = self.uid;
         }
         state.sessions_ready = false;
         state.windows.clear();
@@ -495,12 +501,17 @@ impl<C: CustomerView> Interp<'_, C> {
                         return Ok(Flow::Normal);
                     }
                 }
-                let mut vals = Args::new();
-                for g in groups {
-                    vals.push(self.eval(g)?);
+                if let Some(m) = memo {
+                    self.pos = *pos;
+                    self.push_memoized(*m as usize, groups)?;
+                } else {
+                    let mut vals = Args::new();
+                    for g in groups {
+                        vals.push(self.eval(g)?);
+                    }
+                    self.pos = *pos;
+                    self.push(&vals)?;
                 }
-                self.pos = *pos;
-                self.push(&vals)?;
                 if let Some(seen) = memo.and_then(|m| self.st.memo_seen.get_mut(m as usize)) {
                     *seen = run_no;
                     self.st.memo_fired += 1;
@@ -1416,8 +1427,55 @@ impl<C: CustomerView> Interp<'_, C> {
 
     // ----- pushes ----------------------------------------------------------------
 
+    /// A memoized push (literal groups): the path of scalar groups is
+    /// built once per state and reused by every later run, so firing costs
+    /// the node lookups and nothing else. Lists fan out as usual.
+    fn push_memoized(&mut self, site: usize, groups: &[Expr]) -> RtResult<()> {
+        if self.st.memo_paths.len() <= site {
+            self.st.memo_paths.resize(site + 1, None);
+        }
+        if self.st.memo_paths[site].is_none() {
+            let mut path = SmallVec::<[GroupKey; 4]>::new();
+            for g in groups {
+                let key = match self.eval(g)? {
+                    Value::Bool(b) => GroupKey::Bool(b),
+                    Value::Int(i) => GroupKey::Int(i),
+                    Value::Float(f) => GroupKey::float(f),
+                    Value::Text(t) => GroupKey::Text(t),
+                    // Nil ends the path; containers fan out: the general way.
+                    _ => {
+                        let mut vals = Args::new();
+                        for g in groups {
+                            vals.push(self.eval(g)?);
+                        }
+                        return self.push(&vals);
+                    }
+                };
+                path.push(key);
+            }
+            self.st.memo_paths[site] = Some(path);
+        }
+        let Some(path) = self.st.memo_paths[site].take() else {
+            return Ok(());
+        };
+        let cols = self.column_values();
+        let r = self.aggregate_path(&path, &cols);
+        self.st.col_vals = cols;
+        self.st.memo_paths[site] = Some(path);
+        r
+    }
+
     fn push(&mut self, groups: &[Value]) -> RtResult<()> {
-        // Column values and de-duplication keys at the cursor row, computed once.
+        let cols = self.column_values();
+        let mut path = SmallVec::<[GroupKey; 4]>::new();
+        let r = self.fan_out(groups, &mut path, &cols);
+        self.st.col_vals = cols;
+        r
+    }
+
+    /// Column values and de-duplication keys at the cursor row, computed
+    /// once per push (the buffer goes back to `st.col_vals` afterwards).
+    fn column_values(&mut self) -> Vec<(Option<i64>, DKey)> {
         let row = self.cursor;
         let mut cols = std::mem::take(&mut self.st.col_vals);
         cols.clear();
@@ -1442,10 +1500,7 @@ impl<C: CustomerView> Interp<'_, C> {
             };
             cols.push((v, key));
         }
-        let mut path = SmallVec::<[GroupKey; 4]>::new();
-        let r = self.fan_out(groups, &mut path, &cols);
-        self.st.col_vals = cols;
-        r
+        cols
     }
 
     /// Raw aggregation value of a column at `row` (None when absent).

@@ -2048,12 +2048,15 @@ fn a_state_reused_with_another_program_reads_that_programs_literals() {
     for text in ["alpha", "beta", "gamma", "delta"] {
         // Each program is dropped before the next is compiled, so its
         // literal's address may be handed out again.
-        let prog = compile_ok(&format!("debug(\"{text}\")\n"));
+        let prog = compile_ok(&format!("debug(\"{text}\")\n<< \"{text}\"\n"));
         let mut tree = prog.new_tree(1);
         let out = match prog.run(&p.view(0), &ctx(), &mut state, &mut tree) {
             Ok(o) => o,
             Err(e) => panic!("runtime error: {e}"),
         };
         assert_eq!(out.debug, vec![t(text)]);
+        // The memoized push's path is this program's.
+        let r = tree.render(&RenderOptions::default());
+        assert_eq!(r["_"][0]["g"], json!(text), "{r}");
     }
 }
