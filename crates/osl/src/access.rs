@@ -21,6 +21,8 @@ pub struct RowAccess {
     pub rows: bool,
     /// Customer properties (loaded before every run).
     pub customer_props: bool,
+    /// The customer id (`id` in an expression).
+    pub id: bool,
 }
 
 impl RowAccess {
@@ -131,7 +133,9 @@ impl RowAccess {
             Expr::Lit(_) | Expr::Var(_) => {}
             Expr::Prop(p) => {
                 // The id is the customer's, not a row's.
-                if !matches!(p, crate::ast::PropRef::Id) {
+                if matches!(p, crate::ast::PropRef::Id) {
+                    self.id = true;
+                } else {
                     self.rows = true;
                 }
             }
@@ -152,7 +156,10 @@ impl RowAccess {
                     Func::FirstStamp => self.first_stamp = true,
                     Func::LastStamp => self.last_stamp = true,
                     Func::SessionCount => self.stamps = true,
-                    Func::GetRow => self.rows = true,
+                    Func::GetRow => {
+                        self.rows = true;
+                        self.id = true;
+                    }
                     _ => {}
                 }
                 args.iter().for_each(|x| self.expr(x));

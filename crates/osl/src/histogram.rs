@@ -20,6 +20,17 @@ pub struct Sample {
 /// bool → 0/1, numbers, numeric text; anything else is an error
 /// ("histogram value must be numeric").
 pub fn histogram_sample(v: &Value) -> Result<Option<Sample>, String> {
+    // Integers whose scaled value a double holds exactly (|i| < 2^53/10^4)
+    // scale in integer arithmetic: the same result without a libm round.
+    const EXACT: i64 = (1 << 53) / 10_000;
+    if let Value::Int(i) = v {
+        if (-EXACT..=EXACT).contains(i) {
+            return Ok(Some(Sample {
+                scaled: i * 10_000,
+                integral: true,
+            }));
+        }
+    }
     let (f, integral) = match v {
         Value::Nil => return Ok(None),
         Value::Bool(b) => (f64::from(u8::from(*b)), true),
@@ -139,6 +150,34 @@ impl Histogram {
             if let Some(c) = counts.get_mut(seg) {
                 *c += 1;
             }
+        }
+    }
+
+    /// [`Histogram::add_customer`] for a customer with exactly one sample
+    /// (one run, no `foreach` list): no slice to build, and no key copy
+    /// once the level exists.
+    pub fn add_one(&mut self, segment: usize, key: Option<&GroupKey>, s: Sample) {
+        let seg = segment.min(self.segments - 1);
+        if let Some(r) = self.root.get_mut(seg) {
+            *r += 1;
+        }
+        self.all_int &= s.integral;
+        let b = self.bucketed(s.scaled);
+        let width = self.segments;
+        let owned = key.cloned();
+        let level = match self.levels.get_mut(&owned) {
+            Some(l) => l,
+            None => self.levels.entry(owned).or_insert_with(|| Level {
+                counts: vec![0; width],
+                samples: HashMap::default(),
+            }),
+        };
+        if let Some(c) = level.counts.get_mut(seg) {
+            *c += 1;
+        }
+        let counts = level.samples.entry(b).or_insert_with(|| vec![0; width]);
+        if let Some(c) = counts.get_mut(seg) {
+            *c += 1;
         }
     }
 
@@ -370,6 +409,54 @@ mod tests {
                 {"g": "classic", "c": [2], "_": [{"g": 20.0, "c": [1]}, {"g": 10.0, "c": [1]}]}
             ]}]})
         );
+    }
+
+    #[test]
+    fn integer_samples_scale_as_the_double_path_does() {
+        let via_double = |i: i64| ((i as f64) * 10_000.0).round() as i64;
+        let edge = (1i64 << 53) / 10_000;
+        for i in [
+            0,
+            1,
+            -1,
+            7,
+            -229,
+            52,
+            edge,
+            -edge,
+            edge + 1,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let got = histogram_sample(&Value::Int(i))
+                .ok()
+                .flatten()
+                .map(|x| x.scaled);
+            assert_eq!(got, Some(via_double(i)), "{i}");
+        }
+    }
+
+    #[test]
+    fn add_one_equals_a_one_sample_add_customer() {
+        let mut a = Histogram::new(HistogramOptions::default(), 2);
+        let mut b = Histogram::new(HistogramOptions::default(), 2);
+        let key = Some(GroupKey::Text("k".into()));
+        for (i, v) in [
+            Value::Int(3),
+            Value::Float(2.5),
+            Value::Int(3),
+            Value::Int(-1),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let seg = i % 2;
+            for k in [None, key.clone()] {
+                a.add_one(seg, k.as_ref(), s(v.clone()));
+                b.add_customer(seg, &[(k, s(v.clone()))]);
+            }
+        }
+        assert_eq!(a.render(), b.render());
     }
 
     #[test]

@@ -1926,6 +1926,8 @@ fn row_access_names_what_a_run_reads() {
     let select = "select\n  sum qty as q\nend\n<< \"all\"\n";
     assert!(access(select).rows, "a column read at the cursor row");
     assert!(access("x = sum(qty)\nreturn(x)").rows);
+    let id = access("return(id)");
+    assert!(id.id && !id.rows);
 }
 
 #[test]

@@ -201,13 +201,16 @@ pub fn for_each_customer<E>(
     let customer_at = |k: usize| index_at(k).and_then(|ci| tp.customers.get(ci as usize));
     let plan = prefetch_plan(access, session_time);
     let rows = plan != RowPrefetch::default();
+    // Runs that read rows or customer properties (or the id, which any
+    // script may) need more than the first line of the customer.
+    let whole_header = plan.rows || plan.props || access.id;
     let control = crate::control::current();
     for k in 0..count {
         if control.as_ref().is_some_and(|c| c.stopped()) {
             break;
         }
         if let Some(c) = customer_at(k + HEADER_AHEAD) {
-            c.prefetch_header();
+            c.prefetch_header(whole_header);
         }
         if rows {
             if let Some(c) = customer_at(k + ROWS_AHEAD) {

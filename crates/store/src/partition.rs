@@ -88,6 +88,7 @@ pub struct Cell {
 /// the cells encoded in `cells[cell_start[i]..cell_start[i + 1]]`
 /// (ascending property id; read them with [`Events::row_cells`]).
 #[derive(Default, Debug)]
+#[repr(C)]
 pub struct Events {
     /// Milliseconds since the epoch, ascending.
     pub stamps: Vec<i64>,
@@ -178,14 +179,13 @@ fn grow_gently<T>(v: &mut Vec<T>, more: usize) {
 }
 
 /// A customer: id, customer properties and events.
+///
+/// `repr(C)` keeps the declared order: the kept facts and the stamps' and
+/// names' vector headers share the first cache line, which is all a walk
+/// over customers reads for scripts about recency, sessions or row counts.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Customer {
-    /// The customer id.
-    pub key: CustomerKey,
-    /// Customer property values, ascending property id.
-    pub props: Vec<Cell>,
-    /// Events in stored order (stamp, then event rank, then arrival).
-    pub events: Events,
     /// The newest stamp (meaningful while there are events): a copy kept
     /// in the customer itself, which a walk over customers reads in order,
     /// so recency questions need not touch the stamps' own allocation
@@ -195,6 +195,12 @@ pub struct Customer {
     /// [`SESSION_GAP`] ms (the default session time), kept in step with
     /// inserts for the same reason.
     sessions: u32,
+    /// Events in stored order (stamp, then event rank, then arrival).
+    pub events: Events,
+    /// Customer property values, ascending property id.
+    pub props: Vec<Cell>,
+    /// The customer id.
+    pub key: CustomerKey,
 }
 
 /// The session gap (ms) whose session count each customer keeps: the
@@ -301,13 +307,17 @@ impl Customer {
     }
 
     /// Asks the CPU to load this customer's own fields (the vectors'
-    /// pointers and lengths), a step before [`Customer::prefetch`] reads them.
+    /// pointers and lengths), a step before [`Customer::prefetch`] reads
+    /// them: the first cache line (kept facts, stamps and names) always,
+    /// the rest (cells, customer properties, id) when `all`.
     #[inline]
-    pub fn prefetch_header(&self) {
+    pub fn prefetch_header(&self, all: bool) {
         let p = self as *const Customer as *const u8;
         prefetch(p);
-        prefetch(p.wrapping_add(64));
-        prefetch(p.wrapping_add(128));
+        if all {
+            prefetch(p.wrapping_add(64));
+            prefetch(p.wrapping_add(128));
+        }
     }
 }
 
