@@ -135,43 +135,30 @@ impl Histogram {
         if let Some(r) = self.root.get_mut(seg) {
             *r += 1;
         }
-        let width = self.segments;
         for (key, s) in samples {
-            self.all_int &= s.integral;
-            let b = self.bucketed(s.scaled);
-            let level = self.levels.entry(key.clone()).or_insert_with(|| Level {
-                counts: vec![0; width],
-                samples: HashMap::default(),
-            });
-            if let Some(c) = level.counts.get_mut(seg) {
-                *c += 1;
-            }
-            let counts = level.samples.entry(b).or_insert_with(|| vec![0; width]);
-            if let Some(c) = counts.get_mut(seg) {
-                *c += 1;
-            }
+            self.add_sample(seg, key, s);
         }
     }
 
     /// [`Histogram::add_customer`] for a customer with exactly one sample
-    /// (one run, no `foreach` list): no slice to build, and no key copy
-    /// once the level exists.
-    pub fn add_one(&mut self, segment: usize, key: Option<&GroupKey>, s: Sample) {
+    /// (one run, no `foreach` list): no slice to build.
+    pub fn add_one(&mut self, segment: usize, key: &Option<GroupKey>, s: Sample) {
         let seg = segment.min(self.segments - 1);
         if let Some(r) = self.root.get_mut(seg) {
             *r += 1;
         }
+        self.add_sample(seg, key, &s);
+    }
+
+    /// Counts one sample of a customer under `key` (the root is the caller's).
+    fn add_sample(&mut self, seg: usize, key: &Option<GroupKey>, s: &Sample) {
         self.all_int &= s.integral;
         let b = self.bucketed(s.scaled);
         let width = self.segments;
-        let owned = key.cloned();
-        let level = match self.levels.get_mut(&owned) {
-            Some(l) => l,
-            None => self.levels.entry(owned).or_insert_with(|| Level {
-                counts: vec![0; width],
-                samples: HashMap::default(),
-            }),
-        };
+        let level = self.levels.entry(key.clone()).or_insert_with(|| Level {
+            counts: vec![0; width],
+            samples: HashMap::default(),
+        });
         if let Some(c) = level.counts.get_mut(seg) {
             *c += 1;
         }
@@ -452,7 +439,7 @@ mod tests {
         {
             let seg = i % 2;
             for k in [None, key.clone()] {
-                a.add_one(seg, k.as_ref(), s(v.clone()));
+                a.add_one(seg, &k, s(v.clone()));
                 b.add_customer(seg, &[(k, s(v.clone()))]);
             }
         }

@@ -1168,8 +1168,8 @@ impl<C: CustomerView> Interp<'_, C> {
             }
         }
         Ok(match e {
-            Expr::Lit(v) => v.clone(),
-            Expr::Var(s) => self.st.vars.get(*s as usize).cloned().unwrap_or_default(),
+            // `eval` answers leaves before calling here.
+            Expr::Lit(_) | Expr::Var(_) => return self.eval(e),
             Expr::Prop(p) => self.prop_at(*p, self.cursor),
             Expr::Filter(f) => Value::Bool(self.filter(f)?),
             Expr::Neg(x, pos) => {
@@ -1437,13 +1437,10 @@ impl<C: CustomerView> Interp<'_, C> {
         if self.st.memo_paths[site].is_none() {
             let mut path = SmallVec::<[GroupKey; 4]>::new();
             for g in groups {
-                let key = match self.eval(g)? {
-                    Value::Bool(b) => GroupKey::Bool(b),
-                    Value::Int(i) => GroupKey::Int(i),
-                    Value::Float(f) => GroupKey::float(f),
-                    Value::Text(t) => GroupKey::Text(t),
+                let key = match GroupKey::of_scalar(&self.eval(g)?) {
+                    Some(key) => key,
                     // Nil ends the path; containers fan out: the general way.
-                    _ => {
+                    None => {
                         let mut vals = Args::new();
                         for g in groups {
                             vals.push(self.eval(g)?);
@@ -1566,12 +1563,8 @@ impl<C: CustomerView> Interp<'_, C> {
             }
             Value::Dict(_) => self.fail("group value must be a scalar, list or set"),
             scalar => {
-                let key = match scalar {
-                    Value::Bool(b) => GroupKey::Bool(*b),
-                    Value::Int(i) => GroupKey::Int(*i),
-                    Value::Float(f) => GroupKey::float(*f),
-                    Value::Text(t) => GroupKey::Text(t.clone()),
-                    _ => return Ok(()),
+                let Some(key) = GroupKey::of_scalar(scalar) else {
+                    return Ok(());
                 };
                 path.push(key);
                 let r = self.fan_out(rest, path, cols);

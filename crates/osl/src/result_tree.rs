@@ -73,6 +73,18 @@ pub enum GroupKey {
 }
 
 impl GroupKey {
+    /// The key of a scalar group value; `None` for nil and containers.
+    pub fn of_scalar(v: &crate::value::Value) -> Option<GroupKey> {
+        use crate::value::Value;
+        Some(match v {
+            Value::Bool(b) => GroupKey::Bool(*b),
+            Value::Int(i) => GroupKey::Int(*i),
+            Value::Float(f) => GroupKey::float(*f),
+            Value::Text(t) => GroupKey::Text(t.clone()),
+            _ => return None,
+        })
+    }
+
     /// A float key (rounded to 4 decimals).
     pub fn float(f: f64) -> GroupKey {
         let scaled = (f * 10_000.0).round();

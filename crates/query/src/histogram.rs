@@ -484,7 +484,7 @@ fn run_partition(
                 let mut outcome = program.run(&view, ctx, &mut state, &mut scratch)?;
                 let value = std::mem::take(&mut outcome.value);
                 if let Some(s) = histogram_sample(&value).map_err(sample_error)? {
-                    hist.add_one(0, key.as_ref(), s);
+                    hist.add_one(0, key, s);
                 }
                 collect_writes(view.customer, outcome, writes);
                 return Ok(());

@@ -164,8 +164,6 @@ impl CustomerView for StoredCustomer<'_> {
 fn prefetch_plan(access: RowAccess, session_time: i64) -> RowPrefetch {
     RowPrefetch {
         first_stamp: access.first_stamp,
-        // Kept in the customer itself (`Customer::last_stamp`).
-        last_stamp: false,
         // Only session counts read every stamp, and the customer keeps
         // those for the default session time.
         stamps: access.stamps && session_time != SESSION_GAP,

@@ -257,10 +257,9 @@ impl Customer {
 /// [`Customer::prefetch`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RowPrefetch {
-    /// The first stamp.
+    /// The first stamp. (The last one needs no prefetch: the customer
+    /// keeps a copy, [`Customer::last_stamp`].)
     pub first_stamp: bool,
-    /// The last stamp.
-    pub last_stamp: bool,
     /// Every stamp (the first few cache lines; the hardware prefetcher
     /// follows a sequential read from there).
     pub stamps: bool,
@@ -288,13 +287,6 @@ impl Customer {
             for line in 1..4.min(e.stamps.len().div_ceil(8)) {
                 prefetch(e.stamps.as_ptr().wrapping_add(line * 8));
             }
-        }
-        if what.last_stamp {
-            prefetch(
-                e.stamps
-                    .as_ptr()
-                    .wrapping_add(e.stamps.len().saturating_sub(1)),
-            );
         }
         if what.props {
             prefetch(self.props.as_ptr());
