@@ -6,7 +6,7 @@ use crate::ast::*;
 use crate::compile::Program;
 use crate::error::{ErrorCode, Pos, RuntimeError};
 use crate::functions::{call_pure, to_stamp, Func};
-use crate::result_tree::{ColumnAgg, Dedup, GroupKey, Node, ResultTree};
+use crate::result_tree::{ColumnAgg, Dedup, GroupKey, ResultTree};
 use crate::value::{
     arith, compare, contains_all, contains_any, contains_member, negate, nested_deeper_than,
     set_insert, values_equal, values_order, ArithOp, CmpOp, DictMap, Key, SetMap, Value,
@@ -159,7 +159,7 @@ impl Program {
     pub fn new_state(&self) -> RunState {
         // Run numbers are unique in the process, not just in one state: a
         // result tree fed by several states (one per partition) marks its
-        // nodes with them (`Node::customer_run`).
+        // nodes with them (see `ResultTree::node_mut`).
         static RUN_BLOCKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         RunState {
             text_ids: vec![TextId::Unknown; self.texts.len()],
@@ -1580,15 +1580,19 @@ impl<C: CustomerView> Interp<'_, C> {
         }
         let seg = self.ctx.segment.min(self.out.segments() - 1);
         let ncols = self.prog.columns.len();
-        let (roots, next_id, width) = self.out.parts_mut();
-        let mut level: &mut crate::result_tree::HashMap<GroupKey, Node> = roots;
         let run_no = self.st.run_no;
+        let mut parent = None;
         for key in path {
-            let node = ResultTree::child_mut(level, next_id, width, key);
+            let Some(node) = self.out.child(parent, key.as_key_ref()) else {
+                return self.fail("the result is too large");
+            };
+            let Some((customer_run, accs)) = self.out.node_mut(node) else {
+                return self.fail("invalid result node");
+            };
             // Every push reaching a node counts all its columns, so one mark
             // per node and run settles every once-per-customer column.
-            let first_for_customer = node.customer_run != run_no;
-            node.customer_run = run_no;
+            let first_for_customer = *customer_run != run_no;
+            *customer_run = run_no;
             for (ci, (v, dk)) in cols.iter().enumerate() {
                 let Some(col) = self.prog.columns.get(ci) else {
                     continue;
@@ -1596,20 +1600,20 @@ impl<C: CustomerView> Interp<'_, C> {
                 let counted = match col.dedup {
                     Dedup::All => true,
                     Dedup::Customer => first_for_customer,
-                    _ => self.st.dedup.insert((node.id, ci as u32, *dk)),
+                    _ => self.st.dedup.insert((u64::from(node), ci as u32, *dk)),
                 };
                 if !counted {
                     continue;
                 }
                 let Some(v) = v else { continue };
-                if let Some(acc) = node.accs.get_mut(seg * ncols + ci) {
+                if let Some(acc) = accs.get_mut(seg * ncols + ci) {
                     match col.agg {
                         ColumnAgg::Count => acc.count += 1,
                         _ => acc.add(*v),
                     }
                 }
             }
-            level = &mut node.children;
+            parent = Some(node);
         }
         Ok(())
     }

@@ -8,10 +8,9 @@
 //! partitions order-independent.
 
 use crate::ast::{PropKind, PropRef};
-/// One level of the tree: children by key.
-pub type HashMap<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
 use serde_json::{Map, Number, Value as J};
 use std::cmp::Ordering;
+use std::hash::Hasher;
 use std::sync::Arc;
 
 /// A `select` aggregator.
@@ -91,57 +90,114 @@ impl GroupKey {
         GroupKey::Float(if scaled.is_finite() { scaled as i64 } else { 0 })
     }
 
+    /// The key borrowed, as tree lookups take it.
+    pub fn as_key_ref(&self) -> KeyRef<'_> {
+        match self {
+            GroupKey::Bool(b) => KeyRef::Bool(*b),
+            GroupKey::Int(i) => KeyRef::Int(*i),
+            GroupKey::Float(f) => KeyRef::Float(*f),
+            GroupKey::Text(t) => KeyRef::Text(t),
+        }
+    }
+
     /// JSON form.
     pub fn to_json(&self) -> J {
-        match self {
-            GroupKey::Bool(b) => J::Bool(*b),
-            GroupKey::Int(i) => J::from(*i),
-            GroupKey::Float(f) => float_json(*f as f64 / 10_000.0),
-            GroupKey::Text(t) => J::from(&**t),
-        }
-    }
-
-    fn rank(&self) -> u8 {
-        match self {
-            GroupKey::Bool(_) => 0,
-            GroupKey::Int(_) | GroupKey::Float(_) => 1,
-            GroupKey::Text(_) => 2,
-        }
-    }
-
-    fn num(&self) -> f64 {
-        match self {
-            GroupKey::Int(i) => *i as f64,
-            GroupKey::Float(f) => *f as f64 / 10_000.0,
-            _ => 0.0,
-        }
+        self.as_key_ref().to_json()
     }
 
     /// The `sort=group` order: bool < number < text; numbers numerically,
     /// text case-insensitively then by bytes.
     pub fn order(&self, other: &GroupKey) -> Ordering {
+        self.as_key_ref().order(other.as_key_ref())
+    }
+}
+
+/// A group key borrowed: finding an existing node copies nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRef<'a> {
+    /// Bool key.
+    Bool(bool),
+    /// Int key.
+    Int(i64),
+    /// Float key (scaled by 10,000, as [`GroupKey::Float`]).
+    Float(i64),
+    /// Text key.
+    Text(&'a str),
+}
+
+impl KeyRef<'_> {
+    /// JSON form.
+    pub fn to_json(self) -> J {
+        match self {
+            KeyRef::Bool(b) => J::Bool(b),
+            KeyRef::Int(i) => J::from(i),
+            KeyRef::Float(f) => float_json(f as f64 / 10_000.0),
+            KeyRef::Text(t) => J::from(t),
+        }
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            KeyRef::Bool(_) => 0,
+            KeyRef::Int(_) | KeyRef::Float(_) => 1,
+            KeyRef::Text(_) => 2,
+        }
+    }
+
+    fn num(self) -> f64 {
+        match self {
+            KeyRef::Int(i) => i as f64,
+            KeyRef::Float(f) => f as f64 / 10_000.0,
+            _ => 0.0,
+        }
+    }
+
+    /// The `sort=group` order (see [`GroupKey::order`]).
+    pub fn order(self, other: KeyRef<'_>) -> Ordering {
         match (self, other) {
-            (GroupKey::Bool(a), GroupKey::Bool(b)) => a.cmp(b),
+            (KeyRef::Bool(a), KeyRef::Bool(b)) => a.cmp(&b),
             // ASCII (the common case) without allocating; the same order.
-            (GroupKey::Text(a), GroupKey::Text(b)) if a.is_ascii() && b.is_ascii() => a
+            (KeyRef::Text(a), KeyRef::Text(b)) if a.is_ascii() && b.is_ascii() => a
                 .bytes()
                 .map(|c| c.to_ascii_lowercase())
                 .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
                 .then_with(|| a.as_bytes().cmp(b.as_bytes())),
-            (GroupKey::Text(a), GroupKey::Text(b)) => a
+            (KeyRef::Text(a), KeyRef::Text(b)) => a
                 .to_lowercase()
                 .cmp(&b.to_lowercase())
                 .then_with(|| a.as_bytes().cmp(b.as_bytes())),
-            (GroupKey::Int(a), GroupKey::Int(b)) => a.cmp(b),
+            (KeyRef::Int(a), KeyRef::Int(b)) => a.cmp(&b),
             _ if self.rank() == 1 && other.rank() == 1 => self
                 .num()
                 .partial_cmp(&other.num())
                 .unwrap_or(Ordering::Equal)
                 .then_with(|| {
-                    matches!(self, GroupKey::Float(_)).cmp(&matches!(other, GroupKey::Float(_)))
+                    matches!(self, KeyRef::Float(_)).cmp(&matches!(other, KeyRef::Float(_)))
                 }),
             _ => self.rank().cmp(&other.rank()),
         }
+    }
+
+    /// The hash levels file the key under (kept in each entry, so a merge
+    /// or a table's growth never reads key texts again).
+    fn hash_value(self) -> u64 {
+        let mut h = rustc_hash::FxHasher::default();
+        match self {
+            KeyRef::Bool(b) => h.write_u16(u16::from(b)),
+            KeyRef::Int(i) => {
+                h.write_u8(1);
+                h.write_i64(i);
+            }
+            KeyRef::Float(f) => {
+                h.write_u8(2);
+                h.write_i64(f);
+            }
+            KeyRef::Text(t) => {
+                h.write_u8(3);
+                h.write(t.as_bytes());
+            }
+        }
+        h.finish()
     }
 }
 
@@ -228,25 +284,37 @@ impl Acc {
     }
 }
 
-impl From<&GroupKey> for GroupKey {
-    fn from(k: &GroupKey) -> GroupKey {
-        k.clone()
-    }
+/// A key as a level keeps it: scalars inline, text as a span of the
+/// tree's text arena (no allocation per key, nothing to free one by one).
+#[derive(Clone, Copy, Debug)]
+enum StoredKey {
+    Bool(bool),
+    Int(i64),
+    Float(i64),
+    Text { start: u32, len: u32 },
 }
 
-/// One node of the tree.
+/// One entry of a level: the key's hash (so growth and merges never rehash
+/// texts), the key and the node's index in the tree's arena.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    hash: u64,
+    key: StoredKey,
+    node: u32,
+}
+
+/// One level of the tree: its nodes by key.
+type Level = hashbrown::HashTable<Slot>;
+
+/// A node's own parts besides its accumulators (those live in the tree's
+/// `accs`, `width` per node, in node order).
 #[derive(Clone, Debug, Default)]
-pub struct Node {
-    /// Unique id within its tree (used for per-run de-duplication).
-    pub id: u64,
-    /// Accumulators, `segments * columns`, segment-major.
-    pub accs: Vec<Acc>,
-    /// Children by key.
-    pub children: HashMap<GroupKey, Node>,
+struct NodeData {
+    children: Level,
     /// The last run (a [`crate::RunState`] run number, unique per process)
     /// that counted this node's once-per-customer columns: the common
     /// de-duplication, done without a set lookup.
-    pub(crate) customer_run: u64,
+    customer_run: u64,
 }
 
 /// Sort key of `_` arrays.
@@ -283,22 +351,49 @@ impl Default for RenderOptions {
 }
 
 /// The result of an event query for some customers.
+///
+/// Nodes live in arenas (`nodes`, `accs`, `texts`) and are named by their
+/// index, which is also their id for per-run de-duplication; levels are
+/// hash tables of small entries pointing into them. A big result (tens of
+/// thousands of keys) is thus a few allocations: lookups touch a compact
+/// table, and merging or dropping a tree does not walk scattered nodes.
 #[derive(Clone, Debug)]
 pub struct ResultTree {
     columns: Arc<[Column]>,
     segments: usize,
-    roots: HashMap<GroupKey, Node>,
-    next_id: u64,
+    /// Accumulators per node: `segments * columns`.
+    width: usize,
+    roots: Level,
+    nodes: Vec<NodeData>,
+    accs: Vec<Acc>,
+    texts: String,
+}
+
+/// The key a stored key names (text spans are always within `texts`).
+fn key_at(texts: &str, k: StoredKey) -> KeyRef<'_> {
+    match k {
+        StoredKey::Bool(b) => KeyRef::Bool(b),
+        StoredKey::Int(i) => KeyRef::Int(i),
+        StoredKey::Float(f) => KeyRef::Float(f),
+        StoredKey::Text { start, len } => {
+            let start = start as usize;
+            KeyRef::Text(texts.get(start..start + len as usize).unwrap_or(""))
+        }
+    }
 }
 
 impl ResultTree {
     /// An empty tree for these columns and `segments` (≥ 1) column sets.
     pub fn new(columns: &[Column], segments: usize) -> ResultTree {
+        let segments = segments.max(1);
         ResultTree {
             columns: Arc::from(columns),
-            segments: segments.max(1),
-            roots: HashMap::default(),
-            next_id: 1,
+            segments,
+            width: segments * columns.len(),
+            roots: Level::default(),
+            nodes: Vec::new(),
+            accs: Vec::new(),
+            texts: String::new(),
         }
     }
 
@@ -319,46 +414,104 @@ impl ResultTree {
 
     /// True when nothing was pushed.
     pub fn is_empty(&self) -> bool {
-        self.roots.is_empty()
+        self.nodes.is_empty()
     }
 
-    /// The top-level nodes.
-    pub fn roots(&self) -> &HashMap<GroupKey, Node> {
-        &self.roots
+    /// Number of nodes, all levels.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
     }
 
-    /// Finds (creating if needed) the node at `path` under `parent` (None:
-    /// top level) and returns a mutable reference to it.
-    pub(crate) fn child_mut<'t>(
-        roots: &'t mut HashMap<GroupKey, Node>,
-        next_id: &mut u64,
-        width: usize,
-        key: &GroupKey,
-    ) -> &'t mut Node {
-        // One lookup, and no key clone, on the common path (the node exists).
-        roots.entry_ref(key).or_insert_with(|| {
-            let id = *next_id;
-            *next_id += 1;
-            Node {
-                id,
-                accs: vec![Acc::default(); width],
-                children: HashMap::default(),
-                customer_run: 0,
+    /// The node under `parent` (`None`: the top level) with key `key`,
+    /// created when missing: its index. `None` when the tree cannot grow
+    /// (4 GiB of key text or 2^32 nodes).
+    pub(crate) fn child(&mut self, parent: Option<u32>, key: KeyRef<'_>) -> Option<u32> {
+        self.child_hashed(parent, key, key.hash_value())
+    }
+
+    fn child_hashed(&mut self, parent: Option<u32>, key: KeyRef<'_>, hash: u64) -> Option<u32> {
+        let level = match parent {
+            None => &self.roots,
+            Some(p) => &self.nodes.get(p as usize)?.children,
+        };
+        let texts = &self.texts;
+        if let Some(s) = level.find(hash, |s| s.hash == hash && key_at(texts, s.key) == key) {
+            return Some(s.node);
+        }
+        let stored = match key {
+            KeyRef::Bool(b) => StoredKey::Bool(b),
+            KeyRef::Int(i) => StoredKey::Int(i),
+            KeyRef::Float(f) => StoredKey::Float(f),
+            KeyRef::Text(t) => {
+                let start = u32::try_from(self.texts.len()).ok()?;
+                let len = u32::try_from(t.len()).ok()?;
+                start.checked_add(len)?;
+                self.texts.push_str(t);
+                StoredKey::Text { start, len }
             }
-        })
+        };
+        let node = u32::try_from(self.nodes.len()).ok()?;
+        self.nodes.push(NodeData::default());
+        self.accs
+            .resize(self.accs.len() + self.width, Acc::default());
+        let slot = Slot {
+            hash,
+            key: stored,
+            node,
+        };
+        let level = match parent {
+            None => &mut self.roots,
+            Some(p) => &mut self.nodes.get_mut(p as usize)?.children,
+        };
+        level.insert_unique(hash, slot, |s| s.hash);
+        Some(node)
     }
 
-    /// Mutable access for the interpreter: (roots, id counter, accumulator width).
-    pub(crate) fn parts_mut(&mut self) -> (&mut HashMap<GroupKey, Node>, &mut u64, usize) {
-        let w = self.segments * self.columns.len();
-        (&mut self.roots, &mut self.next_id, w)
+    /// A node's once-per-customer mark and its accumulators
+    /// (`segments * columns`, segment-major).
+    pub(crate) fn node_mut(&mut self, node: u32) -> Option<(&mut u64, &mut [Acc])> {
+        let i = node as usize;
+        let run = &mut self.nodes.get_mut(i)?.customer_run;
+        let accs = self.accs.get_mut(i * self.width..(i + 1) * self.width)?;
+        Some((run, accs))
     }
 
     /// Merges `other` into `self` (associative and commutative; both trees
     /// must have the same columns and segment count).
     pub fn merge(&mut self, other: ResultTree) {
-        let w = self.segments * self.columns.len();
-        merge_level(&mut self.roots, other.roots, &mut self.next_id, w);
+        if self.nodes.is_empty() {
+            // Nothing here yet: take the other tree's arenas as they are.
+            self.roots = other.roots;
+            self.nodes = other.nodes;
+            self.accs = other.accs;
+            self.texts = other.texts;
+            return;
+        }
+        self.merge_level(None, &other, &other.roots);
+    }
+
+    fn merge_level(&mut self, parent: Option<u32>, other: &ResultTree, level: &Level) {
+        let w = self.width;
+        for s in level.iter() {
+            let key = key_at(&other.texts, s.key);
+            // (A tree that cannot grow drops what does not fit.)
+            let Some(node) = self.child_hashed(parent, key, s.hash) else {
+                continue;
+            };
+            let (o, n) = (s.node as usize * w, node as usize * w);
+            if let (Some(into), Some(from)) =
+                (self.accs.get_mut(n..n + w), other.accs.get(o..o + w))
+            {
+                for (a, b) in into.iter_mut().zip(from) {
+                    a.merge(b);
+                }
+            }
+            if let Some(sub) = other.nodes.get(s.node as usize) {
+                if !sub.children.is_empty() {
+                    self.merge_level(Some(node), other, &sub.children);
+                }
+            }
+        }
     }
 
     /// Renders the `{"_": [...]}` JSON after sorting and trimming.
@@ -368,7 +521,12 @@ impl ResultTree {
         J::Object(top)
     }
 
-    fn render_level(&self, level: &HashMap<GroupKey, Node>, opts: &RenderOptions) -> Vec<J> {
+    fn node_accs(&self, node: u32) -> &[Acc] {
+        let i = node as usize * self.width;
+        self.accs.get(i..i + self.width).unwrap_or(&[])
+    }
+
+    fn render_level(&self, level: &Level, opts: &RenderOptions) -> Vec<J> {
         let col = match opts.sort {
             SortBy::Column(i) => Some(i),
             SortBy::Default => Some(0),
@@ -376,32 +534,34 @@ impl ResultTree {
         };
         let col = col.and_then(|i| self.columns.get(i).map(|c| (i, c)));
         // Sort values computed once per node, not once per comparison.
-        let mut nodes: Vec<(Option<f64>, &GroupKey, &Node)> = level
+        let mut nodes: Vec<(Option<f64>, KeyRef<'_>, u32)> = level
             .iter()
-            .map(|(k, n)| {
-                let v = col.and_then(|(i, c)| n.accs.get(i).and_then(|a| a.sort_value(c)));
-                (v, k, n)
+            .map(|s| {
+                let accs = self.node_accs(s.node);
+                let v = col.and_then(|(i, c)| accs.get(i).and_then(|a| a.sort_value(c)));
+                (v, key_at(&self.texts, s.key), s.node)
             })
             .collect();
-        let order = |(va, ka, _): &(Option<f64>, &GroupKey, &Node),
-                     (vb, kb, _): &(Option<f64>, &GroupKey, &Node)| {
+        let by_value = |va: &Option<f64>, vb: &Option<f64>| {
+            // None (null) sorts below every number.
+            let o = match (va, vb) {
+                (Some(x), Some(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
+                (None, Some(_)) => Ordering::Less,
+                (Some(_), None) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            };
+            if opts.descending {
+                o.reverse()
+            } else {
+                o
+            }
+        };
+        let order = |(va, ka, _): &(Option<f64>, KeyRef<'_>, u32),
+                     (vb, kb, _): &(Option<f64>, KeyRef<'_>, u32)| {
             let primary = match col {
-                Some(_) => {
-                    // None (null) sorts below every number.
-                    let o = match (va, vb) {
-                        (Some(x), Some(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
-                        (None, Some(_)) => Ordering::Less,
-                        (Some(_), None) => Ordering::Greater,
-                        (None, None) => Ordering::Equal,
-                    };
-                    if opts.descending {
-                        o.reverse()
-                    } else {
-                        o
-                    }
-                }
+                Some(_) => by_value(va, vb),
                 None => {
-                    let o = ka.order(kb);
+                    let o = ka.order(*kb);
                     if opts.descending {
                         o.reverse()
                     } else {
@@ -409,8 +569,19 @@ impl ResultTree {
                     }
                 }
             };
-            primary.then_with(|| ka.order(kb))
+            primary.then_with(|| ka.order(*kb))
         };
+        if let (Some(n), Some(_)) = (opts.trim, col) {
+            // Only nodes ordered no later than the n-th value can be among
+            // the first n: found on the numbers alone, as key compares (the
+            // tie-break) read every key's text.
+            if n > 0 && n < nodes.len() {
+                let mut values: Vec<Option<f64>> = nodes.iter().map(|x| x.0).collect();
+                values.select_nth_unstable_by(n - 1, by_value);
+                let nth = values[n - 1];
+                nodes.retain(|x| by_value(&x.0, &nth) != Ordering::Greater);
+            }
+        }
         // Keys are unique within a level, so `order` is total: selecting the
         // first `trim` and sorting only those gives the full sort's prefix.
         if let Some(n) = opts.trim {
@@ -425,7 +596,8 @@ impl ResultTree {
         let ncols = self.columns.len();
         nodes
             .into_iter()
-            .map(|(_, k, n)| {
+            .map(|(_, k, node)| {
+                let accs = self.node_accs(node);
                 let mut m = Map::new();
                 m.insert("g".into(), k.to_json());
                 for s in 0..self.segments {
@@ -434,8 +606,7 @@ impl ResultTree {
                         .iter()
                         .enumerate()
                         .map(|(ci, c)| {
-                            n.accs
-                                .get(s * ncols + ci)
+                            accs.get(s * ncols + ci)
                                 .copied()
                                 .unwrap_or_default()
                                 .value(c)
@@ -448,27 +619,17 @@ impl ResultTree {
                     };
                     m.insert(name, J::Array(vals));
                 }
-                if !n.children.is_empty() {
-                    m.insert("_".into(), J::Array(self.render_level(&n.children, opts)));
+                if let Some(children) = self
+                    .nodes
+                    .get(node as usize)
+                    .map(|n| &n.children)
+                    .filter(|c| !c.is_empty())
+                {
+                    m.insert("_".into(), J::Array(self.render_level(children, opts)));
                 }
                 J::Object(m)
             })
             .collect()
-    }
-}
-
-fn merge_level(
-    into: &mut HashMap<GroupKey, Node>,
-    from: HashMap<GroupKey, Node>,
-    next_id: &mut u64,
-    width: usize,
-) {
-    for (k, n) in from {
-        let target = ResultTree::child_mut(into, next_id, width, &k);
-        for (a, b) in target.accs.iter_mut().zip(n.accs.iter()) {
-            a.merge(b);
-        }
-        merge_level(&mut target.children, n.children, next_id, width);
     }
 }
 
@@ -497,11 +658,11 @@ mod tests {
 
     fn tree_with(entries: &[(&str, i64)]) -> ResultTree {
         let mut t = ResultTree::new(&cols(), 1);
-        let (roots, next, w) = t.parts_mut();
         for (k, v) in entries {
-            let n = ResultTree::child_mut(roots, next, w, &GroupKey::Text(Arc::from(*k)));
-            n.accs[0].add(1);
-            n.accs[1].add(*v);
+            let n = t.child(None, KeyRef::Text(k)).expect("node");
+            let (_, accs) = t.node_mut(n).expect("accs");
+            accs[0].add(1);
+            accs[1].add(*v);
         }
         t
     }
@@ -523,6 +684,66 @@ mod tests {
         let j = ab_c.render(&o);
         assert_eq!(j["_"][0]["g"], "x");
         assert_eq!(j["_"][0]["c"], serde_json::json!([3, 2.0]));
+    }
+
+    #[test]
+    fn nested_levels_merge_key_by_key_in_any_order() {
+        // "x" is in both trees (its children merge), "y" and "z" in one.
+        let nested = |top: &[&str], leaves: &[&str]| {
+            let mut t = ResultTree::new(&cols(), 1);
+            for k in top {
+                let n = t.child(None, KeyRef::Text(k)).expect("node");
+                t.node_mut(n).expect("accs").1[0].add(1);
+                for l in leaves {
+                    let c = t.child(Some(n), KeyRef::Text(l)).expect("child");
+                    t.node_mut(c).expect("accs").1[0].add(1);
+                }
+                // An int key beside the texts: typed keys stay apart.
+                let c = t.child(Some(n), KeyRef::Int(2)).expect("child");
+                t.node_mut(c).expect("accs").1[0].add(10);
+            }
+            t
+        };
+        let mut ab = ResultTree::new(&cols(), 1);
+        ab.merge(nested(&["x", "y"], &["1", "2"]));
+        ab.merge(nested(&["x", "z"], &["2", "3"]));
+        let mut ba = nested(&["x", "z"], &["2", "3"]);
+        ba.merge(nested(&["x", "y"], &["1", "2"]));
+        let o = RenderOptions {
+            sort: SortBy::Group,
+            descending: false,
+            trim: None,
+        };
+        assert_eq!(ab.render(&o), ba.render(&o));
+        assert_eq!(ab.node_count(), ba.node_count());
+        let j = ab.render(&o);
+        let level = |v: &J| -> Vec<(J, J)> {
+            v["_"].as_array().map_or(vec![], |a| {
+                a.iter()
+                    .map(|n| (n["g"].clone(), n["c"][0].clone()))
+                    .collect()
+            })
+        };
+        assert_eq!(
+            level(&j),
+            vec![
+                (J::from("x"), J::from(2)),
+                (J::from("y"), J::from(1)),
+                (J::from("z"), J::from(1)),
+            ]
+        );
+        assert_eq!(
+            level(&j["_"][0]),
+            vec![
+                (J::from(2), J::from(2)),
+                (J::from("1"), J::from(1)),
+                (J::from("2"), J::from(2)),
+                (J::from("3"), J::from(1)),
+            ]
+        );
+        // Nodes: x y z, x's 1 2 3 and int 2, y's 1 2 and int 2, z's 2 3
+        // and int 2.
+        assert_eq!(ab.node_count(), 3 + 4 + 3 + 3);
     }
 
     #[test]
@@ -625,9 +846,8 @@ mod tests {
     #[test]
     fn empty_min_is_null() {
         let mut t = ResultTree::new(&cols(), 2);
-        let (roots, next, w) = t.parts_mut();
-        let n = ResultTree::child_mut(roots, next, w, &GroupKey::Int(1));
-        n.accs[0].add(1);
+        let n = t.child(None, KeyRef::Int(1)).expect("node");
+        t.node_mut(n).expect("accs").1[0].add(1);
         let j = t.render(&RenderOptions::default());
         assert_eq!(j["_"][0]["c"], serde_json::json!([1, null]));
         assert_eq!(j["_"][0]["c2"], serde_json::json!([0, null]));

@@ -230,6 +230,9 @@ pub fn run_all(
     )?;
     let mut merged = program.new_tree(selections.len());
     let mut all_writes = Writes::new();
+    // The biggest tree first: its arenas move into the empty one as they are.
+    let mut results = results;
+    results.sort_by_key(|(t, _)| std::cmp::Reverse(t.node_count()));
     for (t, w) in results {
         merged.merge(t);
         all_writes.extend(w);
