@@ -4,7 +4,7 @@
 //! and loading rows a script never reads (`return(row_count)`, a segment
 //! over customer properties) costs more than the run itself.
 
-use crate::ast::{Expr, InlineAgg, IterMods, PropFilter, Stmt, TimeScope};
+use crate::ast::{Expr, InlineAgg, IterMods, PropFilter, PropRef, Stmt, TimeScope};
 use crate::functions::Func;
 use crate::result_tree::{Column, Dedup};
 
@@ -19,6 +19,9 @@ pub struct RowAccess {
     pub stamps: bool,
     /// Rows at the cursor or in scans: stamps, event names and properties.
     pub rows: bool,
+    /// Of the rows, their event properties (cells) too, not only stamps,
+    /// event names and sessions.
+    pub cells: bool,
     /// Customer properties (loaded before every run).
     pub customer_props: bool,
     /// The customer id (`id` in an expression).
@@ -78,6 +81,12 @@ impl RowAccess {
                     if !customer_only {
                         self.rows = true;
                     }
+                    if columns.iter().any(|c| {
+                        matches!(c.prop, PropRef::User { .. })
+                            || matches!(c.dedup, Dedup::Key(PropRef::User { .. }))
+                    }) {
+                        self.cells = true;
+                    }
                 }
                 Stmt::Break(d, _) => {
                     if let crate::ast::BreakDepth::Computed(e, _) = d {
@@ -113,8 +122,15 @@ impl RowAccess {
 
     fn filter(&mut self, f: &PropFilter) {
         self.rows = true;
+        self.prop(f.prop);
         self.expr(&f.rhs);
         self.scope(&f.scope);
+    }
+
+    fn prop(&mut self, p: PropRef) {
+        if matches!(p, PropRef::User { .. }) {
+            self.cells = true;
+        }
     }
 
     fn agg(&mut self, a: &InlineAgg) {
@@ -133,10 +149,11 @@ impl RowAccess {
             Expr::Lit(_) | Expr::Var(_) => {}
             Expr::Prop(p) => {
                 // The id is the customer's, not a row's.
-                if matches!(p, crate::ast::PropRef::Id) {
+                if matches!(p, PropRef::Id) {
                     self.id = true;
                 } else {
                     self.rows = true;
+                    self.prop(*p);
                 }
             }
             Expr::Filter(f) => self.filter(f),
@@ -158,6 +175,7 @@ impl RowAccess {
                     Func::SessionCount => self.stamps = true,
                     Func::GetRow => {
                         self.rows = true;
+                        self.cells = true;
                         self.id = true;
                     }
                     _ => {}

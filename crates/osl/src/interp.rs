@@ -6,7 +6,7 @@ use crate::ast::*;
 use crate::compile::Program;
 use crate::error::{ErrorCode, Pos, RuntimeError};
 use crate::functions::{call_pure, to_stamp, Func};
-use crate::result_tree::{ColumnAgg, Dedup, GroupKey, ResultTree};
+use crate::result_tree::{ColumnAgg, Dedup, GroupKey, KeyRef, ResultTree};
 use crate::value::{
     arith, compare, contains_all, contains_any, contains_member, negate, nested_deeper_than,
     set_insert, values_equal, values_order, ArithOp, CmpOp, DictMap, Key, SetMap, Value,
@@ -59,6 +59,8 @@ pub struct RunState {
     /// Per-state copies of the program's text literals, by the address of
     /// the program's `Arc` (see `Interp::literal_text`).
     literals: HashMap<usize, Arc<str>>,
+    /// Reused buffer for text chains (`a + " > " + b`).
+    text_buf: String,
 }
 
 /// For forward scans that only visit rows of one event name: once a run
@@ -504,6 +506,8 @@ impl<C: CustomerView> Interp<'_, C> {
                 if let Some(m) = memo {
                     self.pos = *pos;
                     self.push_memoized(*m as usize, groups)?;
+                } else if let [chain @ Expr::Arith(ArithOp::Add, ..)] = &groups[..] {
+                    self.push_chain(chain, *pos)?;
                 } else {
                     let mut vals = Args::new();
                     for g in groups {
@@ -1304,6 +1308,23 @@ impl<C: CustomerView> Interp<'_, C> {
     /// operands are added pairwise as usual. Operands are evaluated left to
     /// right either way.
     fn add_chain(&mut self, e: &Expr) -> RtResult<Value> {
+        let mut s = std::mem::take(&mut self.st.text_buf);
+        s.clear();
+        let r = self.chain_into(e, &mut s);
+        let v = match r {
+            Ok(None) => Ok(Value::text(&s)),
+            Ok(Some(v)) => Ok(v),
+            Err(f) => Err(f),
+        };
+        self.st.text_buf = s;
+        v
+    }
+
+    /// [`Self::add_chain`] writing a text result into `out` (then `None`);
+    /// a chain whose leftmost operand is not text comes back as a value.
+    /// Text properties and text variables are appended in place, without a
+    /// value of their own.
+    fn chain_into(&mut self, e: &Expr, out: &mut String) -> RtResult<Option<Value>> {
         let mut rights: SmallVec<[(&Expr, Pos); 4]> = SmallVec::new();
         let mut cur = e;
         while let Expr::Arith(ArithOp::Add, l, r, pos) = cur {
@@ -1311,28 +1332,46 @@ impl<C: CustomerView> Interp<'_, C> {
             cur = l;
         }
         let first = self.eval(cur)?;
-        if let Value::Text(t) = &first {
-            let mut s = String::with_capacity(t.len() + 16 * rights.len());
-            s.push_str(t);
-            for (r, _) in rights.iter().rev() {
-                if let Expr::Lit(Value::Text(lit)) = r {
-                    s.push_str(lit);
+        let Value::Text(t) = &first else {
+            let mut acc = first;
+            for (r, pos) in rights.iter().rev() {
+                let x = self.eval(r)?;
+                acc = arith(ArithOp::Add, &acc, &x)
+                    .map_err(|d| Box::new((ErrorCode::RunTimeExceptionTriggered, d, *pos)))?;
+            }
+            return Ok(Some(acc));
+        };
+        out.push_str(t);
+        for (r, _) in rights.iter().rev() {
+            match r {
+                Expr::Lit(Value::Text(lit)) => {
+                    out.push_str(lit);
                     continue;
                 }
-                match self.eval(r)? {
-                    Value::Text(x) => s.push_str(&x),
-                    other => s.push_str(&other.to_text()),
+                Expr::Var(slot) => {
+                    if let Some(Value::Text(x)) = self.st.vars.get(*slot as usize) {
+                        out.push_str(x);
+                        continue;
+                    }
                 }
+                Expr::Prop(PropRef::User {
+                    index,
+                    kind: PropKind::Text,
+                    is_set: false,
+                }) if self.on_row() => {
+                    if let Some(raw) = self.c.values(self.cursor, *index).next() {
+                        out.push_str(self.c.text(raw as u32));
+                        continue;
+                    }
+                }
+                _ => {}
             }
-            return Ok(Value::text(&s));
+            match self.eval(r)? {
+                Value::Text(x) => out.push_str(&x),
+                other => out.push_str(&other.to_text()),
+            }
         }
-        let mut acc = first;
-        for (r, pos) in rights.iter().rev() {
-            let x = self.eval(r)?;
-            acc = arith(ArithOp::Add, &acc, &x)
-                .map_err(|d| Box::new((ErrorCode::RunTimeExceptionTriggered, d, *pos)))?;
-        }
-        Ok(acc)
+        Ok(None)
     }
 
     #[inline(never)]
@@ -1575,15 +1614,46 @@ impl<C: CustomerView> Interp<'_, C> {
     }
 
     fn aggregate_path(&mut self, path: &[GroupKey], cols: &[(Option<i64>, DKey)]) -> RtResult<()> {
-        if path.is_empty() {
-            return Ok(());
-        }
+        // (Keys handed over one by one: a copied array of them, written in
+        // pieces and read back whole, stalls store forwarding.)
+        self.aggregate_keys(path.iter().map(GroupKey::as_key_ref), cols)
+    }
+
+    /// `<< a + b ...` with one group: a text chain is built in the state's
+    /// buffer and pushed as a borrowed key, without a value of its own
+    /// (same result as the general push of the chain's value).
+    fn push_chain(&mut self, chain: &Expr, pos: Pos) -> RtResult<()> {
+        let mut text = std::mem::take(&mut self.st.text_buf);
+        text.clear();
+        let r = match self.chain_into(chain, &mut text) {
+            Ok(None) => {
+                self.pos = pos;
+                let cols = self.column_values();
+                let r = self.aggregate_keys(std::iter::once(KeyRef::Text(&text)), &cols);
+                self.st.col_vals = cols;
+                r
+            }
+            Ok(Some(v)) => {
+                self.pos = pos;
+                self.push(std::slice::from_ref(&v))
+            }
+            Err(f) => Err(f),
+        };
+        self.st.text_buf = text;
+        r
+    }
+
+    fn aggregate_keys<'k>(
+        &mut self,
+        path: impl Iterator<Item = KeyRef<'k>>,
+        cols: &[(Option<i64>, DKey)],
+    ) -> RtResult<()> {
         let seg = self.ctx.segment.min(self.out.segments() - 1);
         let ncols = self.prog.columns.len();
         let run_no = self.st.run_no;
         let mut parent = None;
         for key in path {
-            let Some(node) = self.out.child(parent, key.as_key_ref()) else {
+            let Some(node) = self.out.child(parent, key) else {
                 return self.fail("the result is too large");
             };
             let Some((customer_run, accs)) = self.out.node_mut(node) else {

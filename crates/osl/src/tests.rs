@@ -1928,6 +1928,40 @@ fn row_access_names_what_a_run_reads() {
     assert!(access("x = sum(qty)\nreturn(x)").rows);
     let id = access("return(id)");
     assert!(id.id && !id.rows);
+    // Event properties (cells) apart from stamps and names.
+    let names_only = access("each_row where event.is(== \"view\")\n  t = stamp\n  << \"v\"\nend\n");
+    assert!(names_only.rows && !names_only.cells);
+    assert!(access("<< title").cells);
+    assert!(access(select).cells, "a column over an event property");
+    assert!(access("return(title.ever(== \"Dune\"))").cells);
+    assert!(access("x = sum(qty)\nreturn(x)").cells);
+    assert!(!access("return(session_count)").cells);
+}
+
+#[test]
+fn pushed_chains_group_as_their_values() {
+    // `<< a + b ...` builds text keys in place: the same tree as pushing
+    // the chain's value from a variable, for text, numbers, nil and
+    // missing properties alike.
+    let chains = [
+        "title + \" > \" + title",
+        "title + \" / \" + qty",
+        "\"t:\" + title + t0",
+        "event + \"-\" + nothing",
+        "qty + 1 + 2",
+        "qty + \"x\"",
+    ];
+    for chain in chains {
+        let direct = format!(
+            "select\n  count id as people\n  count qty as rows all\nend\nnothing = nil\neach_row\n  t0 = \"@\"\n  << {chain}\nend\n"
+        );
+        let via_var = format!(
+            "select\n  count id as people\n  count qty as rows all\nend\nnothing = nil\neach_row\n  t0 = \"@\"\n  k = {chain}\n  << k\nend\n"
+        );
+        let (a, b) = (event_query(&direct), event_query(&via_var));
+        assert_eq!(a, b, "{chain}");
+        assert!(!a["_"].as_array().is_none_or(Vec::is_empty), "{chain}: {a}");
+    }
 }
 
 #[test]

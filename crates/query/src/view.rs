@@ -168,6 +168,7 @@ fn prefetch_plan(access: RowAccess, session_time: i64) -> RowPrefetch {
         // those for the default session time.
         stamps: access.stamps && session_time != SESSION_GAP,
         rows: access.rows,
+        cells: access.cells,
         props: access.customer_props,
     }
 }

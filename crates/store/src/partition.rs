@@ -263,8 +263,10 @@ pub struct RowPrefetch {
     /// Every stamp (the first few cache lines; the hardware prefetcher
     /// follows a sequential read from there).
     pub stamps: bool,
-    /// The first rows: stamps, event names and cells.
+    /// The first rows: stamps, event names and the start of the cells.
     pub rows: bool,
+    /// All of the cells (up to a bound): the run reads event properties.
+    pub cells: bool,
     /// The customer properties.
     pub props: bool,
 }
@@ -295,6 +297,16 @@ impl Customer {
             prefetch(e.names.as_ptr());
             prefetch(e.cell_start.as_ptr());
             prefetch(e.cells.as_ptr());
+        }
+        if what.cells {
+            // A property read is two dependent misses (offset, then cells):
+            // most customers' cells fit in these lines.
+            for line in 1..4.min(e.cell_start.len().div_ceil(16)) {
+                prefetch(e.cell_start.as_ptr().wrapping_add(line * 16));
+            }
+            for line in 1..12.min(e.cells.len().div_ceil(64)) {
+                prefetch(e.cells.as_ptr().wrapping_add(line * 64));
+            }
         }
     }
 
