@@ -6,7 +6,7 @@ use crate::ast::*;
 use crate::compile::Program;
 use crate::error::{ErrorCode, Pos, RuntimeError};
 use crate::functions::{call_pure, to_stamp, Func};
-use crate::result_tree::{ColumnAgg, Dedup, GroupKey, KeyRef, ResultTree};
+use crate::result_tree::{Dedup, GroupKey, KeyRef, ResultTree};
 use crate::value::{
     arith, compare, contains_all, contains_any, contains_member, negate, nested_deeper_than,
     set_insert, values_equal, values_order, ArithOp, CmpOp, DictMap, Key, SetMap, Value,
@@ -161,7 +161,7 @@ impl Program {
     pub fn new_state(&self) -> RunState {
         // Run numbers are unique in the process, not just in one state: a
         // result tree fed by several states (one per partition) marks its
-        // nodes with them (see `ResultTree::node_mut`).
+        // nodes with them (see `ResultTree::mark_customer`).
         static RUN_BLOCKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         RunState {
             text_ids: vec![TextId::Unknown; self.texts.len()],
@@ -1656,13 +1656,9 @@ impl<C: CustomerView> Interp<'_, C> {
             let Some(node) = self.out.child(parent, key) else {
                 return self.fail("the result is too large");
             };
-            let Some((customer_run, accs)) = self.out.node_mut(node) else {
-                return self.fail("invalid result node");
-            };
             // Every push reaching a node counts all its columns, so one mark
             // per node and run settles every once-per-customer column.
-            let first_for_customer = *customer_run != run_no;
-            *customer_run = run_no;
+            let first_for_customer = self.out.mark_customer(node, run_no);
             for (ci, (v, dk)) in cols.iter().enumerate() {
                 let Some(col) = self.prog.columns.get(ci) else {
                     continue;
@@ -1676,12 +1672,7 @@ impl<C: CustomerView> Interp<'_, C> {
                     continue;
                 }
                 let Some(v) = v else { continue };
-                if let Some(acc) = accs.get_mut(seg * ncols + ci) {
-                    match col.agg {
-                        ColumnAgg::Count => acc.count += 1,
-                        _ => acc.add(*v),
-                    }
-                }
+                self.out.add(node, seg * ncols + ci, *v);
             }
             parent = Some(node);
         }

@@ -306,15 +306,21 @@ struct Slot {
 /// One level of the tree: its nodes by key.
 type Level = hashbrown::HashTable<Slot>;
 
-/// A node's own parts besides its accumulators (those live in the tree's
-/// `accs`, `width` per node, in node order).
+/// A node's children (its counts live in the tree's `words`).
 #[derive(Clone, Debug, Default)]
 struct NodeData {
     children: Level,
-    /// The last run (a [`crate::RunState`] run number, unique per process)
-    /// that counted this node's once-per-customer columns: the common
-    /// de-duplication, done without a set lookup.
-    customer_run: u64,
+}
+
+/// Words an accumulator of this aggregator keeps in a node's record: a
+/// count needs one, a sum or average the count and an exact 128-bit sum,
+/// a minimum or maximum a presence count and the value.
+fn words_of(agg: ColumnAgg) -> usize {
+    match agg {
+        ColumnAgg::Count => 1,
+        ColumnAgg::Sum | ColumnAgg::Avg => 3,
+        ColumnAgg::Min | ColumnAgg::Max => 2,
+    }
 }
 
 /// Sort key of `_` arrays.
@@ -361,12 +367,25 @@ impl Default for RenderOptions {
 pub struct ResultTree {
     columns: Arc<[Column]>,
     segments: usize,
-    /// Accumulators per node: `segments * columns`.
-    width: usize,
+    /// Per accumulator (`segment * columns + column`): its aggregator and
+    /// its first word in a node's record.
+    layout: Arc<[(ColumnAgg, usize)]>,
+    /// Words per node record: the customer mark (word 0, the last run
+    /// number that counted this node's once-per-customer columns), then
+    /// the accumulators, only as wide as their aggregators need.
+    record: usize,
     roots: Level,
     nodes: Vec<NodeData>,
-    accs: Vec<Acc>,
+    words: Vec<u64>,
     texts: String,
+}
+
+fn split_i128(v: i128) -> (u64, u64) {
+    (v as u64, (v >> 64) as u64)
+}
+
+fn join_i128(lo: u64, hi: u64) -> i128 {
+    (i128::from(hi as i64) << 64) | i128::from(lo)
 }
 
 /// The key a stored key names (text spans are always within `texts`).
@@ -386,13 +405,22 @@ impl ResultTree {
     /// An empty tree for these columns and `segments` (≥ 1) column sets.
     pub fn new(columns: &[Column], segments: usize) -> ResultTree {
         let segments = segments.max(1);
+        let mut layout = Vec::with_capacity(segments * columns.len());
+        let mut record = 1;
+        for _ in 0..segments {
+            for c in columns {
+                layout.push((c.agg, record));
+                record += words_of(c.agg);
+            }
+        }
         ResultTree {
             columns: Arc::from(columns),
             segments,
-            width: segments * columns.len(),
+            layout: Arc::from(layout),
+            record,
             roots: Level::default(),
             nodes: Vec::new(),
-            accs: Vec::new(),
+            words: Vec::new(),
             texts: String::new(),
         }
     }
@@ -452,8 +480,7 @@ impl ResultTree {
         };
         let node = u32::try_from(self.nodes.len()).ok()?;
         self.nodes.push(NodeData::default());
-        self.accs
-            .resize(self.accs.len() + self.width, Acc::default());
+        self.words.resize(self.words.len() + self.record, 0);
         let slot = Slot {
             hash,
             key: stored,
@@ -467,13 +494,114 @@ impl ResultTree {
         Some(node)
     }
 
-    /// A node's once-per-customer mark and its accumulators
-    /// (`segments * columns`, segment-major).
-    pub(crate) fn node_mut(&mut self, node: u32) -> Option<(&mut u64, &mut [Acc])> {
-        let i = node as usize;
-        let run = &mut self.nodes.get_mut(i)?.customer_run;
-        let accs = self.accs.get_mut(i * self.width..(i + 1) * self.width)?;
-        Some((run, accs))
+    fn record_mut(&mut self, node: u32) -> Option<&mut [u64]> {
+        let i = node as usize * self.record;
+        self.words.get_mut(i..i + self.record)
+    }
+
+    fn record(&self, node: u32) -> &[u64] {
+        let i = node as usize * self.record;
+        self.words.get(i..i + self.record).unwrap_or(&[])
+    }
+
+    /// Marks `node` counted for run `run_no` (a [`crate::RunState`] run
+    /// number, unique per process): true when this run had not counted it
+    /// yet. One mark settles every once-per-customer column of the node,
+    /// without a set lookup.
+    pub(crate) fn mark_customer(&mut self, node: u32, run_no: u64) -> bool {
+        match self.record_mut(node).and_then(|r| r.first_mut()) {
+            Some(mark) => {
+                let first = *mark != run_no;
+                *mark = run_no;
+                first
+            }
+            None => false,
+        }
+    }
+
+    /// Adds `v` to accumulator `slot` (`segment * columns + column`) of
+    /// `node` (a count only counts it).
+    pub(crate) fn add(&mut self, node: u32, slot: usize, v: i64) {
+        let Some(&(agg, at)) = self.layout.get(slot) else {
+            return;
+        };
+        let Some(w) = self
+            .record_mut(node)
+            .and_then(|r| r.get_mut(at..at + words_of(agg)))
+        else {
+            return;
+        };
+        w[0] += 1;
+        match agg {
+            ColumnAgg::Count => {}
+            ColumnAgg::Sum | ColumnAgg::Avg => {
+                let sum = join_i128(w[1], w[2]).wrapping_add(i128::from(v));
+                (w[1], w[2]) = split_i128(sum);
+            }
+            ColumnAgg::Min => {
+                if w[0] == 1 || v < w[1] as i64 {
+                    w[1] = v as u64;
+                }
+            }
+            ColumnAgg::Max => {
+                if w[0] == 1 || v > w[1] as i64 {
+                    w[1] = v as u64;
+                }
+            }
+        }
+    }
+
+    /// Accumulator `slot` of `node` (the parts its aggregator keeps).
+    fn acc(&self, node: u32, slot: usize) -> Acc {
+        let Some(&(agg, at)) = self.layout.get(slot) else {
+            return Acc::default();
+        };
+        let Some(w) = self.record(node).get(at..at + words_of(agg)) else {
+            return Acc::default();
+        };
+        let count = w[0] as i64;
+        match agg {
+            ColumnAgg::Count => Acc {
+                count,
+                ..Acc::default()
+            },
+            ColumnAgg::Sum | ColumnAgg::Avg => Acc {
+                count,
+                sum: join_i128(w[1], w[2]),
+                ..Acc::default()
+            },
+            ColumnAgg::Min | ColumnAgg::Max => {
+                let v = (count > 0).then_some(w[1] as i64);
+                Acc {
+                    count,
+                    sum: 0,
+                    min: v,
+                    max: v,
+                }
+            }
+        }
+    }
+
+    /// Folds `from` into accumulator `slot` of `node`.
+    fn merge_acc(&mut self, node: u32, slot: usize, from: &Acc) {
+        let Some(&(agg, at)) = self.layout.get(slot) else {
+            return;
+        };
+        let mut acc = self.acc(node, slot);
+        acc.merge(from);
+        let Some(w) = self
+            .record_mut(node)
+            .and_then(|r| r.get_mut(at..at + words_of(agg)))
+        else {
+            return;
+        };
+        w[0] = acc.count as u64;
+        match agg {
+            ColumnAgg::Count => {}
+            ColumnAgg::Sum | ColumnAgg::Avg => (w[1], w[2]) = split_i128(acc.sum),
+            ColumnAgg::Min => w[1] = acc.min.unwrap_or(0) as u64,
+            ColumnAgg::Max => w[1] = acc.max.unwrap_or(0) as u64,
+        }
     }
 
     /// Merges `other` into `self` (associative and commutative; both trees
@@ -483,7 +611,7 @@ impl ResultTree {
             // Nothing here yet: take the other tree's arenas as they are.
             self.roots = other.roots;
             self.nodes = other.nodes;
-            self.accs = other.accs;
+            self.words = other.words;
             self.texts = other.texts;
             return;
         }
@@ -491,20 +619,15 @@ impl ResultTree {
     }
 
     fn merge_level(&mut self, parent: Option<u32>, other: &ResultTree, level: &Level) {
-        let w = self.width;
         for s in level.iter() {
             let key = key_at(&other.texts, s.key);
             // (A tree that cannot grow drops what does not fit.)
             let Some(node) = self.child_hashed(parent, key, s.hash) else {
                 continue;
             };
-            let (o, n) = (s.node as usize * w, node as usize * w);
-            if let (Some(into), Some(from)) =
-                (self.accs.get_mut(n..n + w), other.accs.get(o..o + w))
-            {
-                for (a, b) in into.iter_mut().zip(from) {
-                    a.merge(b);
-                }
+            for slot in 0..self.layout.len() {
+                let from = other.acc(s.node, slot);
+                self.merge_acc(node, slot, &from);
             }
             if let Some(sub) = other.nodes.get(s.node as usize) {
                 if !sub.children.is_empty() {
@@ -521,11 +644,6 @@ impl ResultTree {
         J::Object(top)
     }
 
-    fn node_accs(&self, node: u32) -> &[Acc] {
-        let i = node as usize * self.width;
-        self.accs.get(i..i + self.width).unwrap_or(&[])
-    }
-
     fn render_level(&self, level: &Level, opts: &RenderOptions) -> Vec<J> {
         let col = match opts.sort {
             SortBy::Column(i) => Some(i),
@@ -537,8 +655,7 @@ impl ResultTree {
         let mut nodes: Vec<(Option<f64>, KeyRef<'_>, u32)> = level
             .iter()
             .map(|s| {
-                let accs = self.node_accs(s.node);
-                let v = col.and_then(|(i, c)| accs.get(i).and_then(|a| a.sort_value(c)));
+                let v = col.and_then(|(i, c)| self.acc(s.node, i).sort_value(c));
                 (v, key_at(&self.texts, s.key), s.node)
             })
             .collect();
@@ -597,7 +714,6 @@ impl ResultTree {
         nodes
             .into_iter()
             .map(|(_, k, node)| {
-                let accs = self.node_accs(node);
                 let mut m = Map::new();
                 m.insert("g".into(), k.to_json());
                 for s in 0..self.segments {
@@ -605,12 +721,7 @@ impl ResultTree {
                         .columns
                         .iter()
                         .enumerate()
-                        .map(|(ci, c)| {
-                            accs.get(s * ncols + ci)
-                                .copied()
-                                .unwrap_or_default()
-                                .value(c)
-                        })
+                        .map(|(ci, c)| self.acc(node, s * ncols + ci).value(c))
                         .collect();
                     let name = if s == 0 {
                         "c".to_string()
@@ -660,9 +771,8 @@ mod tests {
         let mut t = ResultTree::new(&cols(), 1);
         for (k, v) in entries {
             let n = t.child(None, KeyRef::Text(k)).expect("node");
-            let (_, accs) = t.node_mut(n).expect("accs");
-            accs[0].add(1);
-            accs[1].add(*v);
+            t.add(n, 0, 1);
+            t.add(n, 1, *v);
         }
         t
     }
@@ -687,20 +797,68 @@ mod tests {
     }
 
     #[test]
+    fn compact_records_keep_what_each_aggregator_reports() {
+        // Every aggregator over negative, zero and extreme values, split
+        // over two merged trees, against a plain `Acc` fed everything.
+        let aggs = [
+            ColumnAgg::Count,
+            ColumnAgg::Sum,
+            ColumnAgg::Avg,
+            ColumnAgg::Min,
+            ColumnAgg::Max,
+        ];
+        let columns: Vec<Column> = aggs
+            .iter()
+            .map(|&agg| Column {
+                alias: format!("{agg:?}"),
+                agg,
+                prop: PropRef::Stamp,
+                dedup: Dedup::All,
+                value_kind: PropKind::Int,
+            })
+            .collect();
+        let values = [-5, 0, i64::MAX, 7, i64::MAX, i64::MIN, -1];
+        let mut want = Acc::default();
+        let mut halves = [ResultTree::new(&columns, 2), ResultTree::new(&columns, 2)];
+        for (i, v) in values.iter().enumerate() {
+            want.add(*v);
+            let t = &mut halves[i % 2];
+            let n = t.child(None, KeyRef::Int(1)).expect("node");
+            for slot in 0..aggs.len() {
+                // Segment 2's columns stay empty.
+                t.add(n, slot, *v);
+            }
+        }
+        let [mut merged, other] = halves;
+        merged.merge(other);
+        let j = merged.render(&RenderOptions::default());
+        let got = &j["_"][0];
+        for (ci, c) in columns.iter().enumerate() {
+            assert_eq!(got["c"][ci], want.value(c), "{:?}", c.agg);
+            assert_eq!(got["c2"][ci], Acc::default().value(c), "{:?}", c.agg);
+        }
+        assert_eq!(
+            got["c"][1],
+            serde_json::json!(i64::MAX),
+            "partial sums beyond i64 come back exact"
+        );
+    }
+
+    #[test]
     fn nested_levels_merge_key_by_key_in_any_order() {
         // "x" is in both trees (its children merge), "y" and "z" in one.
         let nested = |top: &[&str], leaves: &[&str]| {
             let mut t = ResultTree::new(&cols(), 1);
             for k in top {
                 let n = t.child(None, KeyRef::Text(k)).expect("node");
-                t.node_mut(n).expect("accs").1[0].add(1);
+                t.add(n, 0, 1);
                 for l in leaves {
                     let c = t.child(Some(n), KeyRef::Text(l)).expect("child");
-                    t.node_mut(c).expect("accs").1[0].add(1);
+                    t.add(c, 0, 1);
                 }
                 // An int key beside the texts: typed keys stay apart.
                 let c = t.child(Some(n), KeyRef::Int(2)).expect("child");
-                t.node_mut(c).expect("accs").1[0].add(10);
+                t.add(c, 0, 10);
             }
             t
         };
@@ -847,7 +1005,7 @@ mod tests {
     fn empty_min_is_null() {
         let mut t = ResultTree::new(&cols(), 2);
         let n = t.child(None, KeyRef::Int(1)).expect("node");
-        t.node_mut(n).expect("accs").1[0].add(1);
+        t.add(n, 0, 1);
         let j = t.render(&RenderOptions::default());
         assert_eq!(j["_"][0]["c"], serde_json::json!([1, null]));
         assert_eq!(j["_"][0]["c2"], serde_json::json!([0, null]));
