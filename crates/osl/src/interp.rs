@@ -1310,12 +1310,9 @@ impl<C: CustomerView> Interp<'_, C> {
     fn add_chain(&mut self, e: &Expr) -> RtResult<Value> {
         let mut s = std::mem::take(&mut self.st.text_buf);
         s.clear();
-        let r = self.chain_into(e, &mut s);
-        let v = match r {
-            Ok(None) => Ok(Value::text(&s)),
-            Ok(Some(v)) => Ok(v),
-            Err(f) => Err(f),
-        };
+        let v = self
+            .chain_into(e, &mut s)
+            .map(|other| other.unwrap_or_else(|| Value::text(&s)));
         self.st.text_buf = s;
         v
     }
