@@ -244,6 +244,10 @@ impl Program {
             }
             initial.push(v);
         }
+        // Filled in place: moving it out of the interpreter right after a
+        // `return` wrote it would read the value back whole while its parts
+        // are still in the store buffer (a store-forwarding stall per run).
+        let mut outcome = RunOutcome::default();
         let mut it = Interp {
             prog: self,
             c: customer,
@@ -255,11 +259,10 @@ impl Program {
             loop_depth: 0,
             break_depth: 0,
             pos: Pos::default(),
-            outcome: RunOutcome::default(),
+            outcome: &mut outcome,
         };
         let res = it.block(&self.stmts);
         let pos = it.pos;
-        let mut outcome = std::mem::take(&mut it.outcome);
         let to_err = |(code, detail, pos): (ErrorCode, String, Pos)| RuntimeError {
             code,
             detail,
@@ -375,7 +378,7 @@ struct Interp<'r, C: CustomerView> {
     /// Loops still to leave while a `Flow::Break` travels up.
     break_depth: u32,
     pos: Pos,
-    outcome: RunOutcome,
+    outcome: &'r mut RunOutcome,
 }
 
 fn rt<T>(code: ErrorCode, detail: impl Into<String>, pos: Pos) -> RtResult<T> {
