@@ -306,12 +306,6 @@ struct Slot {
 /// One level of the tree: its nodes by key.
 type Level = hashbrown::HashTable<Slot>;
 
-/// A node's children (its counts live in the tree's `words`).
-#[derive(Clone, Debug, Default)]
-struct NodeData {
-    children: Level,
-}
-
 /// Words an accumulator of this aggregator keeps in a node's record: a
 /// count needs one, a sum or average the count and an exact 128-bit sum,
 /// a minimum or maximum a presence count and the value.
@@ -375,7 +369,8 @@ pub struct ResultTree {
     /// the accumulators, only as wide as their aggregators need.
     record: usize,
     roots: Level,
-    nodes: Vec<NodeData>,
+    /// Each node's children (its counts live in `words`).
+    children: Vec<Level>,
     words: Vec<u64>,
     texts: String,
 }
@@ -419,7 +414,7 @@ impl ResultTree {
             layout: Arc::from(layout),
             record,
             roots: Level::default(),
-            nodes: Vec::new(),
+            children: Vec::new(),
             words: Vec::new(),
             texts: String::new(),
         }
@@ -442,12 +437,12 @@ impl ResultTree {
 
     /// True when nothing was pushed.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.children.is_empty()
     }
 
     /// Number of nodes, all levels.
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.children.len()
     }
 
     /// The node under `parent` (`None`: the top level) with key `key`,
@@ -460,7 +455,7 @@ impl ResultTree {
     fn child_hashed(&mut self, parent: Option<u32>, key: KeyRef<'_>, hash: u64) -> Option<u32> {
         let level = match parent {
             None => &self.roots,
-            Some(p) => &self.nodes.get(p as usize)?.children,
+            Some(p) => self.children.get(p as usize)?,
         };
         let texts = &self.texts;
         if let Some(s) = level.find(hash, |s| s.hash == hash && key_at(texts, s.key) == key) {
@@ -478,8 +473,8 @@ impl ResultTree {
                 StoredKey::Text { start, len }
             }
         };
-        let node = u32::try_from(self.nodes.len()).ok()?;
-        self.nodes.push(NodeData::default());
+        let node = u32::try_from(self.children.len()).ok()?;
+        self.children.push(Level::default());
         self.words.resize(self.words.len() + self.record, 0);
         let slot = Slot {
             hash,
@@ -488,7 +483,7 @@ impl ResultTree {
         };
         let level = match parent {
             None => &mut self.roots,
-            Some(p) => &mut self.nodes.get_mut(p as usize)?.children,
+            Some(p) => self.children.get_mut(p as usize)?,
         };
         level.insert_unique(hash, slot, |s| s.hash);
         Some(node)
@@ -522,33 +517,16 @@ impl ResultTree {
     /// Adds `v` to accumulator `slot` (`segment * columns + column`) of
     /// `node` (a count only counts it).
     pub(crate) fn add(&mut self, node: u32, slot: usize, v: i64) {
-        let Some(&(agg, at)) = self.layout.get(slot) else {
+        if let Some(&(ColumnAgg::Count, at)) = self.layout.get(slot) {
+            // The common column: one word, bumped in place.
+            if let Some(count) = self.record_mut(node).and_then(|r| r.get_mut(at)) {
+                *count += 1;
+            }
             return;
-        };
-        let Some(w) = self
-            .record_mut(node)
-            .and_then(|r| r.get_mut(at..at + words_of(agg)))
-        else {
-            return;
-        };
-        w[0] += 1;
-        match agg {
-            ColumnAgg::Count => {}
-            ColumnAgg::Sum | ColumnAgg::Avg => {
-                let sum = join_i128(w[1], w[2]).wrapping_add(i128::from(v));
-                (w[1], w[2]) = split_i128(sum);
-            }
-            ColumnAgg::Min => {
-                if w[0] == 1 || v < w[1] as i64 {
-                    w[1] = v as u64;
-                }
-            }
-            ColumnAgg::Max => {
-                if w[0] == 1 || v > w[1] as i64 {
-                    w[1] = v as u64;
-                }
-            }
         }
+        let mut acc = self.acc(node, slot);
+        acc.add(v);
+        self.put(node, slot, &acc);
     }
 
     /// Accumulator `slot` of `node` (the parts its aggregator keeps).
@@ -584,11 +562,16 @@ impl ResultTree {
 
     /// Folds `from` into accumulator `slot` of `node`.
     fn merge_acc(&mut self, node: u32, slot: usize, from: &Acc) {
+        let mut acc = self.acc(node, slot);
+        acc.merge(from);
+        self.put(node, slot, &acc);
+    }
+
+    /// Writes the parts of `acc` that accumulator `slot` keeps.
+    fn put(&mut self, node: u32, slot: usize, acc: &Acc) {
         let Some(&(agg, at)) = self.layout.get(slot) else {
             return;
         };
-        let mut acc = self.acc(node, slot);
-        acc.merge(from);
         let Some(w) = self
             .record_mut(node)
             .and_then(|r| r.get_mut(at..at + words_of(agg)))
@@ -607,10 +590,10 @@ impl ResultTree {
     /// Merges `other` into `self` (associative and commutative; both trees
     /// must have the same columns and segment count).
     pub fn merge(&mut self, other: ResultTree) {
-        if self.nodes.is_empty() {
+        if self.children.is_empty() {
             // Nothing here yet: take the other tree's arenas as they are.
             self.roots = other.roots;
-            self.nodes = other.nodes;
+            self.children = other.children;
             self.words = other.words;
             self.texts = other.texts;
             return;
@@ -629,9 +612,9 @@ impl ResultTree {
                 let from = other.acc(s.node, slot);
                 self.merge_acc(node, slot, &from);
             }
-            if let Some(sub) = other.nodes.get(s.node as usize) {
-                if !sub.children.is_empty() {
-                    self.merge_level(Some(node), other, &sub.children);
+            if let Some(sub) = other.children.get(s.node as usize) {
+                if !sub.is_empty() {
+                    self.merge_level(Some(node), other, sub);
                 }
             }
         }
@@ -730,12 +713,7 @@ impl ResultTree {
                     };
                     m.insert(name, J::Array(vals));
                 }
-                if let Some(children) = self
-                    .nodes
-                    .get(node as usize)
-                    .map(|n| &n.children)
-                    .filter(|c| !c.is_empty())
-                {
+                if let Some(children) = self.children.get(node as usize).filter(|c| !c.is_empty()) {
                     m.insert("_".into(), J::Array(self.render_level(children, opts)));
                 }
                 J::Object(m)

@@ -198,7 +198,7 @@ pub fn run_all(
     };
     let schema = db.table(table)?;
     let prefilter = if prefilter { program.prefilter() } else { None };
-    let results = crate::parallel::for_each_partition(
+    let mut results = crate::parallel::for_each_partition(
         db.engine()?,
         schema.uid,
         || (program.new_tree(selections.len()), Writes::new()),
@@ -231,7 +231,6 @@ pub fn run_all(
     let mut merged = program.new_tree(selections.len());
     let mut all_writes = Writes::new();
     // The biggest tree first: its arenas move into the empty one as they are.
-    let mut results = results;
     results.sort_by_key(|(t, _)| std::cmp::Reverse(t.node_count()));
     for (t, w) in results {
         merged.merge(t);
