@@ -12,6 +12,7 @@ use crate::codec::{
     begin_entry, begin_record, decode_entry, put_prop, put_prop_count, RecordView, ScalarRef,
 };
 use crate::error::StoreError;
+use crate::hugepages::Collapser;
 use crate::ingest::{validate, RawRecord, RecordError, UnknownPolicy};
 use crate::log::{LocalLog, Lsn, PartitionLog};
 use crate::partition::PartitionState;
@@ -25,9 +26,9 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How a database is opened.
 #[derive(Clone, Debug)]
@@ -271,6 +272,11 @@ impl Db {
                 "recovery did not run".into(),
             )))?));
         }
+        // The recovered rows onto huge pages, off the startup path.
+        let collapser = Collapser::start().map(Arc::new);
+        if let Some(c) = &collapser {
+            c.request();
+        }
         let parts = Arc::new(parts);
         let counts = count(&parts);
         tracing::info!(
@@ -285,6 +291,7 @@ impl Db {
             shared: self.shared.clone(),
             parts: parts.clone(),
             log: Arc::new(log),
+            collapser,
         };
         std::thread::Builder::new()
             .name("committer".into())
@@ -745,12 +752,19 @@ struct Committer {
     shared: Arc<Shared>,
     parts: Arc<Vec<RwLock<PartitionState>>>,
     log: Arc<dyn PartitionLog>,
+    /// Handed to the applier (see `crate::hugepages`).
+    collapser: Option<Arc<Collapser>>,
 }
 
 /// Most inserts taken into one group commit.
 const MAX_GROUP: usize = 256;
 /// Groups written but not yet applied; bounds memory when apply lags.
 const MAX_PENDING_GROUPS: usize = 4;
+/// How long the applier goes without work before it moves the heap onto
+/// huge pages (see `crate::hugepages`).
+const COLLAPSE_AFTER_IDLE: Duration = Duration::from_millis(500);
+/// Log bytes applied since the last collapse that make another worth it.
+const COLLAPSE_AFTER_BYTES: u64 = 16 << 20;
 
 type Group = Vec<(Vec<PartEntry>, AppendReply)>;
 /// One partition's entries of a group, in log order.
@@ -770,6 +784,8 @@ impl Committer {
             parts: self.parts.clone(),
             log: self.log.clone(),
             since_snapshot: vec![0; self.parts.len()],
+            since_collapse: 0,
+            collapser: self.collapser.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("applier".into())
@@ -826,11 +842,29 @@ struct Applier {
     log: Arc<dyn PartitionLog>,
     /// Log bytes applied per partition since its last snapshot.
     since_snapshot: Vec<u64>,
+    /// Log bytes applied since the heap last went onto huge pages.
+    since_collapse: u64,
+    /// The thread that moves the heap onto huge pages.
+    collapser: Option<Arc<Collapser>>,
 }
 
 impl Applier {
     fn run(mut self, rx: Receiver<Stage>) {
-        while let Ok(stage) = rx.recv() {
+        loop {
+            let stage = match rx.recv_timeout(COLLAPSE_AFTER_IDLE) {
+                Ok(stage) => stage,
+                Err(RecvTimeoutError::Timeout) => {
+                    // Quiet after enough new rows: their memory onto huge pages.
+                    if self.since_collapse >= COLLAPSE_AFTER_BYTES {
+                        self.since_collapse = 0;
+                        if let Some(c) = &self.collapser {
+                            c.request();
+                        }
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
             match stage {
                 Stage::Apply(group, lsns) => self.apply(group, &lsns),
                 Stage::Schema(Msg::DropTable { uid, reply }) => {
@@ -854,6 +888,7 @@ impl Applier {
             for (p, bytes) in entries {
                 work.entry(*p).or_default().push((lsns[i], bytes));
                 self.since_snapshot[*p as usize] += bytes.len() as u64;
+                self.since_collapse += bytes.len() as u64;
                 i += 1;
             }
         }

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod codec;
 pub mod db;
 pub mod error;
+pub mod hugepages;
 pub mod index;
 pub mod ingest;
 pub mod json;
