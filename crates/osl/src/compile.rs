@@ -56,6 +56,13 @@ pub struct Program {
     pub(crate) section: Option<String>,
     /// Number of memoized pushes (`Stmt::Push::memo`).
     pub(crate) memo_sites: u32,
+    /// Event names (program text indexes) that guard the row scans around
+    /// memoized pushes (at most 64; none when there are more).
+    pub(crate) memo_events: Vec<u32>,
+    /// Per memoized push, a bit per [`Program::memo_events`] entry that
+    /// guards a scan around it: a customer with no row of one of those
+    /// events can never reach the push.
+    pub(crate) memo_requires: Vec<u64>,
     /// An event query whose every push is memoized and which writes no
     /// customer property: once each push fired for a customer, nothing the
     /// rest of the run does can change the result, so the run stops there.
@@ -265,7 +272,7 @@ fn compile_inner(
     let mut row_access = crate::access::RowAccess::of(&stmts, &parsed.columns);
     let customer: Vec<u32> = customer_slots.iter().map(|(s, _)| *s).collect();
     let mut memos = PushMemos::default();
-    mark_pushes(&mut stmts, &parsed.columns, &customer, &mut memos);
+    mark_pushes(&mut stmts, &parsed.columns, &customer, &mut Vec::new(), &mut memos);
     let loaded_slots = customer_slots
         .iter()
         .filter(|(s, _)| parsed.reads.iter().any(|(r, _)| r == s) || memos.written.contains(s))
@@ -289,6 +296,8 @@ fn compile_inner(
         line_offset: opts.line_offset,
         section: opts.section.clone(),
         memo_sites: memos.sites,
+        memo_events: memos.guard_events(),
+        memo_requires: memos.guard_masks(),
         stop_when_saturated: opts.kind == ScriptKind::Event
             && memos.sites > 0
             && !memos.unmemoized
@@ -301,10 +310,45 @@ fn compile_inner(
     })
 }
 
+impl PushMemos {
+    /// The distinct guard events of all sites, in first-seen order (none
+    /// beyond 64, or when no site has one).
+    fn guard_events(&self) -> Vec<u32> {
+        let mut events: Vec<u32> = Vec::new();
+        for &t in self.requires.iter().flatten() {
+            if !events.contains(&t) {
+                events.push(t);
+            }
+        }
+        if events.len() > 64 {
+            events.clear();
+        }
+        events
+    }
+
+    /// Per site, its guard events as bits over [`PushMemos::guard_events`].
+    fn guard_masks(&self) -> Vec<u64> {
+        let events = self.guard_events();
+        if events.is_empty() {
+            return Vec::new();
+        }
+        self.requires
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .filter_map(|t| events.iter().position(|e| e == t))
+                    .fold(0u64, |mask, bit| mask | 1 << bit)
+            })
+            .collect()
+    }
+}
+
 /// What [`mark_pushes`] found.
 #[derive(Default)]
 struct PushMemos {
     sites: u32,
+    /// Per site, the guard events of the scans around it.
+    requires: Vec<Vec<u32>>,
     unmemoized: bool,
     /// Customer slots assigned anywhere.
     written: Vec<u32>,
@@ -313,9 +357,16 @@ struct PushMemos {
 /// Numbers every push whose groups are literals when every column counts
 /// once per customer: after its first time in a run, repeating it changes
 /// nothing (the per-node customer de-duplication drops it), so the
-/// interpreter skips it. Also notes whether all pushes are such, and which
-/// customer properties are assigned.
-fn mark_pushes(stmts: &mut [Stmt], columns: &[Column], customer: &[u32], m: &mut PushMemos) {
+/// interpreter skips it. Also notes whether all pushes are such, which
+/// customer properties are assigned, and for each numbered push the
+/// `guards` (event-name texts) of the row scans around it.
+fn mark_pushes(
+    stmts: &mut [Stmt],
+    columns: &[Column],
+    customer: &[u32],
+    guards: &mut Vec<u32>,
+    m: &mut PushMemos,
+) {
     use crate::result_tree::Dedup;
     let per_customer = columns.iter().all(|c| c.dedup == Dedup::Customer);
     for s in stmts {
@@ -324,6 +375,7 @@ fn mark_pushes(stmts: &mut [Stmt], columns: &[Column], customer: &[u32], m: &mut
                 if per_customer && groups.iter().all(|g| matches!(g, Expr::Lit(_))) {
                     *memo = Some(m.sites);
                     m.sites += 1;
+                    m.requires.push(guards.clone());
                 } else {
                     m.unmemoized = true;
                 }
@@ -335,19 +387,27 @@ fn mark_pushes(stmts: &mut [Stmt], columns: &[Column], customer: &[u32], m: &mut
             }
             Stmt::If { arms, otherwise } => {
                 for (_, body) in arms.iter_mut() {
-                    mark_pushes(body, columns, customer, m);
+                    mark_pushes(body, columns, customer, guards, m);
                 }
                 if let Some(body) = otherwise {
-                    mark_pushes(body, columns, customer, m);
+                    mark_pushes(body, columns, customer, guards, m);
                 }
             }
             Stmt::For { var, body, .. } => {
                 if customer.contains(var) {
                     m.written.push(*var);
                 }
-                mark_pushes(body, columns, customer, m);
+                mark_pushes(body, columns, customer, guards, m);
             }
-            Stmt::EachRow { body, .. } => mark_pushes(body, columns, customer, m),
+            Stmt::EachRow { cond, body, .. } => {
+                // The body runs only on rows named by the guard, if any.
+                let guard = cond.as_ref().and_then(crate::interp::event_guard);
+                guards.extend(guard);
+                mark_pushes(body, columns, customer, guards, m);
+                if guard.is_some() {
+                    guards.pop();
+                }
+            }
             Stmt::Break(..) | Stmt::Continue | Stmt::Exit | Stmt::Return(_) | Stmt::Expr(_) => {}
         }
     }

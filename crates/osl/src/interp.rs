@@ -261,7 +261,12 @@ impl Program {
             pos: Pos::default(),
             outcome: &mut outcome,
         };
-        let res = it.block(&self.stmts);
+        // A customer none of whose pushes can fire has nothing to run for.
+        let res = if self.stop_when_saturated && it.settle_unreachable_pushes() {
+            Ok(Flow::Stop)
+        } else {
+            it.block(&self.stmts)
+        };
         let pos = it.pos;
         let to_err = |(code, detail, pos): (ErrorCode, String, Pos)| RuntimeError {
             code,
@@ -1004,6 +1009,40 @@ impl<C: CustomerView> Interp<'_, C> {
                 }
             }
         }
+    }
+
+    /// Counts as fired, for this run, every memoized push inside a scan
+    /// over rows of an event this customer has no row of: nothing can
+    /// reach it. True when that leaves no push to wait for.
+    fn settle_unreachable_pushes(&mut self) -> bool {
+        let prog = self.prog;
+        let run_no = self.st.run_no;
+        let mut missing = 0u64;
+        for (bit, &text) in prog.memo_events.iter().enumerate() {
+            let absent = match self.text_id(text) {
+                // The name is in no row of the partition.
+                None => true,
+                Some(id) => self.c.has_event(id) == Some(false),
+            };
+            if absent {
+                missing |= 1 << bit;
+            }
+        }
+        if missing == 0 {
+            return false;
+        }
+        for (site, &requires) in prog.memo_requires.iter().enumerate() {
+            if requires & missing == 0 {
+                continue;
+            }
+            if let Some(seen) = self.st.memo_seen.get_mut(site) {
+                if *seen != run_no {
+                    *seen = run_no;
+                    self.st.memo_fired += 1;
+                }
+            }
+        }
+        self.st.memo_fired == prog.memo_sites
     }
 
     fn text_id(&mut self, idx: u32) -> Option<u32> {
@@ -1858,7 +1897,7 @@ fn _assert_send_sync() {
 /// The text constant of a leading `event.is(== "text")` in a condition
 /// (the left-most operand of a chain of `&&`), whose failure decides the
 /// whole condition without evaluating anything else.
-fn event_guard(e: &Expr) -> Option<u32> {
+pub(crate) fn event_guard(e: &Expr) -> Option<u32> {
     match e {
         Expr::Filter(f)
             if matches!(f.prop, PropRef::Event)

@@ -261,4 +261,8 @@ impl CustomerView for TestView<'_> {
     fn in_segment(&self, name: &str) -> Option<bool> {
         self.cust.and_then(|c| c.segments.get(name).copied())
     }
+
+    fn has_event(&self, id: u32) -> Option<bool> {
+        Some(self.cust.is_some_and(|c| c.events.contains(&id)))
+    }
 }

@@ -68,6 +68,14 @@ pub trait CustomerView {
     fn dictionary_identity(&self) -> Option<usize> {
         None
     }
+    /// Whether any of this customer's rows is named by dictionary id `id`,
+    /// when the store can tell without reading the rows (an index); `None`
+    /// when it cannot. Runs use it to count as done the pushes that sit
+    /// inside scans over an event the customer never had.
+    fn has_event(&self, id: u32) -> Option<bool> {
+        let _ = id;
+        None
+    }
     /// Membership of this customer in stored segment `name` (§9.9);
     /// `None` when no such segment exists.
     fn in_segment(&self, name: &str) -> Option<bool> {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use store::partition::{
     Cell, Customer, Dictionary, RowCells, RowPrefetch, TablePartition, SESSION_GAP,
 };
+use store::index::{PropertyIndex, EVENT_PROP};
 use store::record::CustomerKey;
 use store::schema::{IdType, PropType, TableSchema};
 
@@ -42,6 +43,8 @@ pub struct StoredCustomer<'a> {
     pub dict: &'a Dictionary,
     /// Segment memberships of its table partition.
     pub segments: &'a BTreeMap<String, RoaringBitmap>,
+    /// The property index of its table partition (event names included).
+    pub prop_index: &'a PropertyIndex,
 }
 
 impl<'a> StoredCustomer<'a> {
@@ -58,6 +61,7 @@ impl<'a> StoredCustomer<'a> {
             index,
             dict: &tp.dict,
             segments: &tp.segments,
+            prop_index: &tp.index,
         })
     }
 }
@@ -154,6 +158,14 @@ impl CustomerView for StoredCustomer<'_> {
     fn dictionary_identity(&self) -> Option<usize> {
         Some(self.dict as *const Dictionary as usize)
     }
+    fn has_event(&self, id: u32) -> Option<bool> {
+        // No bitmap: no customer of the partition has a row of that name.
+        Some(
+            self.prop_index
+                .customers(EVENT_PROP, u64::from(id))
+                .is_some_and(|b| b.contains(self.index)),
+        )
+    }
     fn in_segment(&self, name: &str) -> Option<bool> {
         self.segments.get(name).map(|b| b.contains(self.index))
     }
@@ -225,6 +237,7 @@ pub fn for_each_customer<E>(
             index,
             dict: &tp.dict,
             segments: &tp.segments,
+            prop_index: &tp.index,
         })?;
     }
     Ok(())
