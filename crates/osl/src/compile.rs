@@ -272,7 +272,13 @@ fn compile_inner(
     let mut row_access = crate::access::RowAccess::of(&stmts, &parsed.columns);
     let customer: Vec<u32> = customer_slots.iter().map(|(s, _)| *s).collect();
     let mut memos = PushMemos::default();
-    mark_pushes(&mut stmts, &parsed.columns, &customer, &mut Vec::new(), &mut memos);
+    mark_pushes(
+        &mut stmts,
+        &parsed.columns,
+        &customer,
+        &mut Vec::new(),
+        &mut memos,
+    );
     let loaded_slots = customer_slots
         .iter()
         .filter(|(s, _)| parsed.reads.iter().any(|(r, _)| r == s) || memos.written.contains(s))

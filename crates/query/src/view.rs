@@ -3,10 +3,10 @@
 use osl::{CustomerId, CustomerView, PropDef, PropKind, RowAccess, Schema};
 use roaring::RoaringBitmap;
 use std::collections::BTreeMap;
+use store::index::{PropertyIndex, EVENT_PROP};
 use store::partition::{
     Cell, Customer, Dictionary, RowCells, RowPrefetch, TablePartition, SESSION_GAP,
 };
-use store::index::{PropertyIndex, EVENT_PROP};
 use store::record::CustomerKey;
 use store::schema::{IdType, PropType, TableSchema};
 
@@ -45,6 +45,9 @@ pub struct StoredCustomer<'a> {
     pub segments: &'a BTreeMap<String, RoaringBitmap>,
     /// The property index of its table partition (event names included).
     pub prop_index: &'a PropertyIndex,
+    /// The customers of each event name, listed once per walk when there
+    /// are few names (empty otherwise: `prop_index` answers).
+    pub event_customers: &'a [(u64, &'a RoaringBitmap)],
 }
 
 impl<'a> StoredCustomer<'a> {
@@ -62,6 +65,7 @@ impl<'a> StoredCustomer<'a> {
             dict: &tp.dict,
             segments: &tp.segments,
             prop_index: &tp.index,
+            event_customers: &[],
         })
     }
 }
@@ -160,11 +164,15 @@ impl CustomerView for StoredCustomer<'_> {
     }
     fn has_event(&self, id: u32) -> Option<bool> {
         // No bitmap: no customer of the partition has a row of that name.
-        Some(
-            self.prop_index
-                .customers(EVENT_PROP, u64::from(id))
-                .is_some_and(|b| b.contains(self.index)),
-        )
+        let customers = if self.event_customers.is_empty() {
+            self.prop_index.customers(EVENT_PROP, u64::from(id))
+        } else {
+            self.event_customers
+                .iter()
+                .find(|(name, _)| *name == u64::from(id))
+                .map(|(_, b)| *b)
+        };
+        Some(customers.is_some_and(|b| b.contains(self.index)))
     }
     fn in_segment(&self, name: &str) -> Option<bool> {
         self.segments.get(name).map(|b| b.contains(self.index))
@@ -184,6 +192,9 @@ fn prefetch_plan(access: RowAccess, session_time: i64) -> RowPrefetch {
         props: access.customer_props,
     }
 }
+
+/// Most event names [`for_each_customer`] lists for `has_event`.
+const MAX_LISTED_EVENTS: usize = 32;
 
 /// Calls `visit` for every customer of `tp` in `chosen` (every customer
 /// when `None`), in index order. Scans over customers are bound by cache
@@ -216,6 +227,12 @@ pub fn for_each_customer<E>(
     // script may) need more than the first line of the customer.
     let whole_header = plan.rows || plan.props || access.id;
     let control = crate::control::current();
+    // A handful of event names is searched faster in a list than through
+    // the index's two hash maps, once per customer.
+    let mut event_customers: Vec<(u64, &RoaringBitmap)> = tp.index.values(EVENT_PROP).collect();
+    if event_customers.len() > MAX_LISTED_EVENTS {
+        event_customers.clear();
+    }
     for k in 0..count {
         if control.as_ref().is_some_and(|c| c.stopped()) {
             break;
@@ -238,6 +255,7 @@ pub fn for_each_customer<E>(
             dict: &tp.dict,
             segments: &tp.segments,
             prop_index: &tp.index,
+            event_customers: &event_customers,
         })?;
     }
     Ok(())
