@@ -1926,7 +1926,7 @@ fn pushes_a_customer_cannot_reach_are_settled_without_changing_answers() {
                 for (bit, name) in names.iter().enumerate() {
                     if mask & (1 << bit) != 0 {
                         stamp += 3_600_000 * (1 + copy + round);
-                        p.add_row(ci, stamp, name, &[("qty", Value::Int(round as i64))]);
+                        p.add_row(ci, stamp, name, &[("qty", Value::Int(round))]);
                     }
                 }
                 stamp += 3_600_000;
