@@ -1370,40 +1370,27 @@ impl<C: CustomerView> Interp<'_, C> {
             rights.push((r, *pos));
             cur = l;
         }
-        let first = self.eval(cur)?;
-        let Value::Text(t) = &first else {
-            let mut acc = first;
-            for (r, pos) in rights.iter().rev() {
-                let x = self.eval(r)?;
-                acc = arith(ArithOp::Add, &acc, &x)
-                    .map_err(|d| Box::new((ErrorCode::RunTimeExceptionTriggered, d, *pos)))?;
-            }
-            return Ok(Some(acc));
-        };
-        out.push_str(t);
+        // A text first part is appended where it lies, like the rest: no
+        // value (and no shared-text reference count) per push.
+        if let Some(t) = self.text_in_place(cur) {
+            out.push_str(t);
+        } else {
+            let first = self.eval(cur)?;
+            let Value::Text(t) = &first else {
+                let mut acc = first;
+                for (r, pos) in rights.iter().rev() {
+                    let x = self.eval(r)?;
+                    acc = arith(ArithOp::Add, &acc, &x)
+                        .map_err(|d| Box::new((ErrorCode::RunTimeExceptionTriggered, d, *pos)))?;
+                }
+                return Ok(Some(acc));
+            };
+            out.push_str(t);
+        }
         for (r, _) in rights.iter().rev() {
-            match r {
-                Expr::Lit(Value::Text(lit)) => {
-                    out.push_str(lit);
-                    continue;
-                }
-                Expr::Var(slot) => {
-                    if let Some(Value::Text(x)) = self.st.vars.get(*slot as usize) {
-                        out.push_str(x);
-                        continue;
-                    }
-                }
-                Expr::Prop(PropRef::User {
-                    index,
-                    kind: PropKind::Text,
-                    is_set: false,
-                }) if self.on_row() => {
-                    if let Some(raw) = self.c.values(self.cursor, *index).next() {
-                        out.push_str(self.c.text(raw as u32));
-                        continue;
-                    }
-                }
-                _ => {}
+            if let Some(t) = self.text_in_place(r) {
+                out.push_str(t);
+                continue;
             }
             match self.eval(r)? {
                 Value::Text(x) => out.push_str(&x),
@@ -1411,6 +1398,31 @@ impl<C: CustomerView> Interp<'_, C> {
             }
         }
         Ok(None)
+    }
+
+    /// The text `e` stands for, read where it lies, when `e` is a text
+    /// literal, a variable holding text, or a single-valued text property
+    /// with a value at the cursor row; `None` otherwise (evaluate it).
+    /// The property case repeats a small part of `prop_at`: values, then
+    /// dictionary text.
+    #[inline]
+    fn text_in_place<'a>(&'a self, e: &'a Expr) -> Option<&'a str> {
+        match e {
+            Expr::Lit(Value::Text(lit)) => Some(lit),
+            Expr::Var(slot) => match self.st.vars.get(*slot as usize) {
+                Some(Value::Text(x)) => Some(x),
+                _ => None,
+            },
+            Expr::Prop(PropRef::User {
+                index,
+                kind: PropKind::Text,
+                is_set: false,
+            }) if self.on_row() => {
+                let raw = self.c.values(self.cursor, *index).next()?;
+                Some(self.c.text(raw as u32))
+            }
+            _ => None,
+        }
     }
 
     #[inline(never)]

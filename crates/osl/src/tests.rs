@@ -2008,6 +2008,8 @@ fn pushed_chains_group_as_their_values() {
         "event + \"-\" + nothing",
         "qty + 1 + 2",
         "qty + \"x\"",
+        // A variable's text as the first part, read in place.
+        "t0 + \"|\" + title",
     ];
     for chain in chains {
         let direct = format!(
