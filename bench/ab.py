@@ -56,6 +56,9 @@ def main():
             n, secs, _, _ = Server(port).load(a.load)
             print(f"port {port}: loaded {n} events in {secs:.1f} s")
         return
+    # A server just started or loaded moves its rows onto huge pages first.
+    for port in (a.new, a.base):
+        Server(port).wait_for_maintenance()
     names = ["q1", "q2", "q3", "q4", "q5", "q6", "q7"]
     new = dict(zip(names, compare.openset_queries(Server(a.new))))
     base = dict(zip(names, compare.openset_queries(Server(a.base))))

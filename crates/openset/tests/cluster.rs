@@ -79,6 +79,17 @@ fn partitions_flag_initialises_and_status_counts() {
     assert_eq!(st["tables"], json!(["t"]));
     assert_eq!(st["status"]["tables"], 1);
     assert!(st["node"]["uptime_ms"].as_u64().is_some());
+    // The pass that moves the heap onto huge pages (asked for at start)
+    // finishes, and the status says so.
+    let quiet = (0..300).any(|_| {
+        let running = &s.get("/v1/status").json["maintenance"]["huge_pages_pass_running"];
+        assert!(running.is_boolean(), "{running}");
+        running == false || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            false
+        }
+    });
+    assert!(quiet, "the huge-page pass never finished");
     assert_eq!(
         s.get("/v1/version").json,
         json!({"version": "0.1.0", "api": "0.4.4"})

@@ -122,6 +122,8 @@ enum Msg {
 /// The partitions of an initialised node.
 pub struct Engine {
     partition_count: u32,
+    /// Moves the heap onto huge pages (see `crate::hugepages`).
+    collapser: Option<Arc<Collapser>>,
     parts: Arc<Vec<RwLock<PartitionState>>>,
     tx: Mutex<Sender<Msg>>,
 }
@@ -291,7 +293,7 @@ impl Db {
             shared: self.shared.clone(),
             parts: parts.clone(),
             log: Arc::new(log),
-            collapser,
+            collapser: collapser.clone(),
         };
         std::thread::Builder::new()
             .name("committer".into())
@@ -299,6 +301,7 @@ impl Db {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let _ = self.engine.set(Engine {
             partition_count: n,
+            collapser,
             parts,
             tx: Mutex::new(tx),
         });
@@ -661,6 +664,15 @@ impl Db {
             }
         }
         Ok(())
+    }
+
+    /// True while the heap is being moved onto huge pages (see
+    /// `crate::hugepages`): queries may be slower until it is done.
+    pub fn huge_pages_pass_running(&self) -> bool {
+        self.engine
+            .get()
+            .and_then(|e| e.collapser.as_ref())
+            .is_some_and(|c| c.busy())
     }
 
     /// Customers and events over all tables.

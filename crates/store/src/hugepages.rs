@@ -83,18 +83,23 @@ pub fn collapse_heap() -> Collapse {
 /// kernel lets the rest of the process run meanwhile).
 pub struct Collapser {
     tx: std::sync::mpsc::SyncSender<()>,
+    /// True from a request until the pass it asked for has finished.
+    busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Collapser {
     /// Starts the thread (`None` if the system refuses a thread).
     pub fn start() -> Option<Collapser> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = busy.clone();
         std::thread::Builder::new()
             .name("hugepages".into())
             .spawn(move || {
                 while rx.recv().is_ok() {
                     let t0 = std::time::Instant::now();
                     let c = collapse_heap();
+                    done.store(false, std::sync::atomic::Ordering::Release);
                     tracing::debug!(
                         collapsed = c.collapsed,
                         refused = c.refused,
@@ -104,12 +109,21 @@ impl Collapser {
                 }
             })
             .ok()?;
-        Some(Collapser { tx })
+        Some(Collapser { tx, busy })
     }
 
     /// Asks for a pass; one already asked for and not yet started covers it.
     pub fn request(&self) {
+        self.busy.store(true, std::sync::atomic::Ordering::Release);
         let _ = self.tx.try_send(());
+    }
+
+    /// True while a pass is asked for or running. Memory being moved is
+    /// briefly unavailable to other threads, so queries meanwhile can take
+    /// several times longer (a 10M-event heap takes about 2 s; later passes
+    /// only move what is new).
+    pub fn busy(&self) -> bool {
+        self.busy.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

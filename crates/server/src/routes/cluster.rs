@@ -84,5 +84,6 @@ pub async fn status(St(s): St<State>) -> Json<Value> {
         },
         "counts": { "customers": counts.customers, "events": counts.events },
         "subscriptions": s.subs.totals(),
+        "maintenance": { "huge_pages_pass_running": s.db.huge_pages_pass_running() },
     }))
 }
