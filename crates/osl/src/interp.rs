@@ -293,6 +293,64 @@ impl Program {
         Ok(outcome)
     }
 
+    /// What a script that is only `return(<number expression>)` (reading
+    /// no variable) returns for
+    /// `customer`, evaluated straight from the customer's facts without a
+    /// run: no variables to reset, no statements, no outcome. `None` when
+    /// the script has another shape, or its expression gives no plain
+    /// number for this customer (division by zero, a text, ...): then
+    /// [`Program::run`] it, which answers exactly as it would have.
+    /// Histograms of recency and session counts are such scripts.
+    pub fn quick_number<C: CustomerView>(
+        &self,
+        customer: &C,
+        ctx: &RunContext,
+        state: &mut RunState,
+        out: &mut ResultTree,
+    ) -> Option<Value> {
+        let [Stmt::Return(Some(e))] = &self.stmts[..] else {
+            return None;
+        };
+        let numeric = matches!(
+            e,
+            Expr::Arith(..)
+                | Expr::Call(
+                    Func::Trunc
+                        | Func::SessionCount
+                        | Func::LastStamp
+                        | Func::FirstStamp
+                        | Func::RowCount
+                        | Func::Now,
+                    ..
+                )
+        );
+        // Variables keep an earlier run's values here: none may be read.
+        if !numeric || !reads_no_variable(e) || !fast_numbers() {
+            return None;
+        }
+        // Session counts are cached per run.
+        state.sessions_ready = false;
+        let mut outcome = RunOutcome::default();
+        let mut it = Interp {
+            prog: self,
+            c: customer,
+            ctx,
+            st: state,
+            out,
+            n: customer.row_count(),
+            cursor: 0,
+            loop_depth: 0,
+            break_depth: 0,
+            pos: Pos::default(),
+            outcome: &mut outcome,
+        };
+        match it.num(e) {
+            Num::Int(i) => Some(Value::Int(i)),
+            Num::Float(f) => Some(Value::Float(f)),
+            Num::Other => None,
+        }
+    }
+
     /// Convenience: runs with a fresh [`RunState`] (allocates; prefer
     /// [`Program::run`] in loops).
     pub fn run_once<C: CustomerView>(
@@ -1909,6 +1967,17 @@ fn _assert_send_sync() {
 /// The text constant of a leading `event.is(== "text")` in a condition
 /// (the left-most operand of a chain of `&&`), whose failure decides the
 /// whole condition without evaluating anything else.
+/// True when `e` is literals, arithmetic and calls over them, with no
+/// variable anywhere (see [`Program::quick_number`]).
+fn reads_no_variable(e: &Expr) -> bool {
+    match e {
+        Expr::Lit(_) | Expr::Prop(_) => true,
+        Expr::Arith(_, a, b, _) => reads_no_variable(a) && reads_no_variable(b),
+        Expr::Call(_, args, _) => args.iter().all(reads_no_variable),
+        _ => false,
+    }
+}
+
 pub(crate) fn event_guard(e: &Expr) -> Option<u32> {
     match e {
         Expr::Filter(f)

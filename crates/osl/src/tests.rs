@@ -2156,3 +2156,54 @@ fn a_state_reused_with_another_program_reads_that_programs_literals() {
         assert_eq!(r["_"][0]["g"], json!(text), "{r}");
     }
 }
+
+#[test]
+fn quick_numbers_equal_full_runs() {
+    // `return(<number expression>)` scripts evaluated without a run must
+    // return what a run returns; scripts of other shapes, or expressions
+    // without a plain number, are left to the run.
+    let p = bookstore();
+    let quick = [
+        "return(trunc((1735689600000 - last_stamp) / 604800000))",
+        "return(session_count)",
+        "return(row_count * 2 - 1)",
+        "return(last_stamp - first_stamp)",
+        "return(now - last_stamp)",
+        "return(trunc(row_count / 3.0))",
+        // Division by zero gives what the run's arithmetic gives.
+        "return(1 / 0)",
+        "return(row_count / 0.0)",
+    ];
+    let left_to_the_run = [
+        "return(spend_90d)",
+        "return(spend_90d + 1)",
+        "return(\"x\" + row_count)",
+        "x = row_count\nreturn(x)",
+        "return(row_count)\n<< \"never\"",
+    ];
+    for (src, expect_quick) in quick
+        .iter()
+        .map(|s| (*s, true))
+        .chain(left_to_the_run.iter().map(|s| (*s, false)))
+    {
+        let prog = compile_ok(src);
+        let mut st = prog.new_state();
+        let mut tree = prog.new_tree(1);
+        for i in 0..p.customers.len() {
+            // A run first, so the state holds another run's variables.
+            let full = match prog.run(&p.view(i), &ctx(), &mut st, &mut tree) {
+                Ok(o) => Some(o.value),
+                Err(_) => None,
+            };
+            let q = prog.quick_number(&p.view(i), &ctx(), &mut st, &mut tree);
+            assert_eq!(q.is_some(), expect_quick, "{src}");
+            if let Some(q) = q {
+                assert_eq!(
+                    Some(format!("{q:?}")),
+                    full.map(|v| format!("{v:?}")),
+                    "{src}"
+                );
+            }
+        }
+    }
+}
