@@ -248,19 +248,7 @@ impl Program {
         // `return` wrote it would read the value back whole while its parts
         // are still in the store buffer (a store-forwarding stall per run).
         let mut outcome = RunOutcome::default();
-        let mut it = Interp {
-            prog: self,
-            c: customer,
-            ctx,
-            st: state,
-            out,
-            n: customer.row_count(),
-            cursor: 0,
-            loop_depth: 0,
-            break_depth: 0,
-            pos: Pos::default(),
-            outcome: &mut outcome,
-        };
+        let mut it = Interp::new(self, customer, ctx, state, out, &mut outcome);
         // A customer none of whose pushes can fire has nothing to run for.
         let res = if self.stop_when_saturated && it.settle_unreachable_pushes() {
             Ok(Flow::Stop)
@@ -311,39 +299,14 @@ impl Program {
         let [Stmt::Return(Some(e))] = &self.stmts[..] else {
             return None;
         };
-        let numeric = matches!(
-            e,
-            Expr::Arith(..)
-                | Expr::Call(
-                    Func::Trunc
-                        | Func::SessionCount
-                        | Func::LastStamp
-                        | Func::FirstStamp
-                        | Func::RowCount
-                        | Func::Now,
-                    ..
-                )
-        );
         // Variables keep an earlier run's values here: none may be read.
-        if !numeric || !reads_no_variable(e) || !fast_numbers() {
+        if !is_number_expr(e) || !reads_no_variable(e) || !fast_numbers() {
             return None;
         }
         // Session counts are cached per run.
         state.sessions_ready = false;
         let mut outcome = RunOutcome::default();
-        let mut it = Interp {
-            prog: self,
-            c: customer,
-            ctx,
-            st: state,
-            out,
-            n: customer.row_count(),
-            cursor: 0,
-            loop_depth: 0,
-            break_depth: 0,
-            pos: Pos::default(),
-            outcome: &mut outcome,
-        };
+        let mut it = Interp::new(self, customer, ctx, state, out, &mut outcome);
         match it.num(e) {
             Num::Int(i) => Some(Value::Int(i)),
             Num::Float(f) => Some(Value::Float(f)),
@@ -446,6 +409,32 @@ struct Interp<'r, C: CustomerView> {
 
 fn rt<T>(code: ErrorCode, detail: impl Into<String>, pos: Pos) -> RtResult<T> {
     Err(Box::new((code, detail.into(), pos)))
+}
+
+impl<'r, C: CustomerView> Interp<'r, C> {
+    /// An interpreter at the customer's start (cursor on row 0).
+    fn new(
+        prog: &'r Program,
+        c: &'r C,
+        ctx: &'r RunContext,
+        st: &'r mut RunState,
+        out: &'r mut ResultTree,
+        outcome: &'r mut RunOutcome,
+    ) -> Interp<'r, C> {
+        Interp {
+            prog,
+            c,
+            ctx,
+            st,
+            out,
+            n: c.row_count(),
+            cursor: 0,
+            loop_depth: 0,
+            break_depth: 0,
+            pos: Pos::default(),
+            outcome,
+        }
+    }
 }
 
 impl<C: CustomerView> Interp<'_, C> {
@@ -1251,20 +1240,7 @@ impl<C: CustomerView> Interp<'_, C> {
 
     #[inline(never)]
     fn eval_node(&mut self, e: &Expr) -> RtResult<Value> {
-        let numeric = matches!(
-            e,
-            Expr::Arith(..)
-                | Expr::Call(
-                    Func::Trunc
-                        | Func::SessionCount
-                        | Func::LastStamp
-                        | Func::FirstStamp
-                        | Func::RowCount
-                        | Func::Now,
-                    ..
-                )
-        );
-        if numeric && fast_numbers() {
+        if is_number_expr(e) && fast_numbers() {
             match self.num(e) {
                 Num::Int(i) => return Ok(Value::Int(i)),
                 Num::Float(f) => return Ok(Value::Float(f)),
@@ -1967,6 +1943,24 @@ fn _assert_send_sync() {
 /// The text constant of a leading `event.is(== "text")` in a condition
 /// (the left-most operand of a chain of `&&`), whose failure decides the
 /// whole condition without evaluating anything else.
+/// True when `e` is arithmetic or a call that the register arithmetic
+/// (`Interp::num`) may answer without building values.
+fn is_number_expr(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Arith(..)
+            | Expr::Call(
+                Func::Trunc
+                    | Func::SessionCount
+                    | Func::LastStamp
+                    | Func::FirstStamp
+                    | Func::RowCount
+                    | Func::Now,
+                ..
+            )
+    )
+}
+
 /// True when `e` is literals, arithmetic and calls over them, with no
 /// variable anywhere (see [`Program::quick_number`]).
 fn reads_no_variable(e: &Expr) -> bool {
