@@ -316,6 +316,17 @@ fn compile_inner(
     })
 }
 
+/// What [`mark_pushes`] found.
+#[derive(Default)]
+struct PushMemos {
+    sites: u32,
+    /// Per site, the guard events of the scans around it.
+    requires: Vec<Vec<u32>>,
+    unmemoized: bool,
+    /// Customer slots assigned anywhere.
+    written: Vec<u32>,
+}
+
 impl PushMemos {
     /// The distinct guard events of all sites, in first-seen order (none
     /// beyond 64, or when no site has one).
@@ -347,17 +358,6 @@ impl PushMemos {
             })
             .collect()
     }
-}
-
-/// What [`mark_pushes`] found.
-#[derive(Default)]
-struct PushMemos {
-    sites: u32,
-    /// Per site, the guard events of the scans around it.
-    requires: Vec<Vec<u32>>,
-    unmemoized: bool,
-    /// Customer slots assigned anywhere.
-    written: Vec<u32>,
 }
 
 /// Numbers every push whose groups are literals when every column counts
