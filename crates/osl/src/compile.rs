@@ -67,6 +67,9 @@ pub struct Program {
     /// customer property: once each push fired for a customer, nothing the
     /// rest of the run does can change the result, so the run stops there.
     pub(crate) stop_when_saturated: bool,
+    /// The script is only `return(<number expression>)` reading no
+    /// variable (see [`Program::quick_number`]), decided once here.
+    pub(crate) quick_return: bool,
     /// The row data a run can read (drivers prefetch only that).
     pub(crate) row_access: crate::access::RowAccess,
     /// Unique in the process: a `RunState` notices when it is handed
@@ -270,6 +273,7 @@ fn compile_inner(
         .collect();
     let mut stmts = parsed.stmts;
     let mut row_access = crate::access::RowAccess::of(&stmts, &parsed.columns);
+    let quick_return = crate::interp::is_quick_return(&stmts);
     let customer: Vec<u32> = customer_slots.iter().map(|(s, _)| *s).collect();
     let mut memos = PushMemos::default();
     mark_pushes(
@@ -304,6 +308,7 @@ fn compile_inner(
         memo_sites: memos.sites,
         memo_events: memos.guard_events(),
         memo_requires: memos.guard_masks(),
+        quick_return,
         stop_when_saturated: opts.kind == ScriptKind::Event
             && memos.sites > 0
             && !memos.unmemoized

@@ -296,11 +296,10 @@ impl Program {
         state: &mut RunState,
         out: &mut ResultTree,
     ) -> Option<Value> {
-        let [Stmt::Return(Some(e))] = &self.stmts[..] else {
+        let ([Stmt::Return(Some(e))], true) = (&self.stmts[..], self.quick_return) else {
             return None;
         };
-        // Variables keep an earlier run's values here: none may be read.
-        if !is_number_expr(e) || !reads_no_variable(e) || !fast_numbers() {
+        if !fast_numbers() {
             return None;
         }
         // Session counts are cached per run.
@@ -1959,6 +1958,13 @@ fn is_number_expr(e: &Expr) -> bool {
                 ..
             )
     )
+}
+
+/// True when `stmts` is only `return(<number expression>)` reading no
+/// variable: [`Program::quick_number`] may answer it (variables would hold
+/// an earlier run's values there).
+pub(crate) fn is_quick_return(stmts: &[Stmt]) -> bool {
+    matches!(stmts, [Stmt::Return(Some(e))] if is_number_expr(e) && reads_no_variable(e))
 }
 
 /// True when `e` is literals, arithmetic and calls over them, with no

@@ -229,7 +229,11 @@ pub fn for_each_customer<E>(
     let control = crate::control::current();
     // A handful of event names is searched faster in a list than through
     // the index's two hash maps, once per customer.
-    let mut event_customers: Vec<(u64, &RoaringBitmap)> = tp.index.values(EVENT_PROP).collect();
+    let mut event_customers: Vec<(u64, &RoaringBitmap)> = tp
+        .index
+        .values(EVENT_PROP)
+        .take(MAX_LISTED_EVENTS + 1)
+        .collect();
     if event_customers.len() > MAX_LISTED_EVENTS {
         event_customers.clear();
     }

@@ -13,6 +13,9 @@
 //! pages not in memory are left alone, so resident memory grows by at most
 //! a few percent. Where the kernel cannot do it, nothing changes. See ADR 0006.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 /// What one [`collapse_heap`] pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Collapse {
@@ -83,23 +86,28 @@ pub fn collapse_heap() -> Collapse {
 /// kernel lets the rest of the process run meanwhile).
 pub struct Collapser {
     tx: std::sync::mpsc::SyncSender<()>,
-    /// True from a request until the pass it asked for has finished.
-    busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Passes asked for, and passes whose start saw that many asked for
+    /// (then finished): busy while they differ. Counts rather than a flag,
+    /// so a request made during a pass keeps it busy until the next one.
+    requested: Arc<AtomicU64>,
+    finished: Arc<AtomicU64>,
 }
 
 impl Collapser {
     /// Starts the thread (`None` if the system refuses a thread).
     pub fn start() -> Option<Collapser> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
-        let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let done = busy.clone();
+        let requested = Arc::new(AtomicU64::new(0));
+        let finished = Arc::new(AtomicU64::new(0));
+        let (asked, done) = (requested.clone(), finished.clone());
         std::thread::Builder::new()
             .name("hugepages".into())
             .spawn(move || {
                 while rx.recv().is_ok() {
+                    let covers = asked.load(Ordering::Acquire);
                     let t0 = std::time::Instant::now();
                     let c = collapse_heap();
-                    done.store(false, std::sync::atomic::Ordering::Release);
+                    done.store(covers, Ordering::Release);
                     tracing::debug!(
                         collapsed = c.collapsed,
                         refused = c.refused,
@@ -109,12 +117,16 @@ impl Collapser {
                 }
             })
             .ok()?;
-        Some(Collapser { tx, busy })
+        Some(Collapser {
+            tx,
+            requested,
+            finished,
+        })
     }
 
     /// Asks for a pass; one already asked for and not yet started covers it.
     pub fn request(&self) {
-        self.busy.store(true, std::sync::atomic::Ordering::Release);
+        self.requested.fetch_add(1, Ordering::AcqRel);
         let _ = self.tx.try_send(());
     }
 
@@ -123,7 +135,7 @@ impl Collapser {
     /// several times longer (a 10M-event heap takes about 2 s; later passes
     /// only move what is new).
     pub fn busy(&self) -> bool {
-        self.busy.load(std::sync::atomic::Ordering::Acquire)
+        self.finished.load(Ordering::Acquire) != self.requested.load(Ordering::Acquire)
     }
 }
 
