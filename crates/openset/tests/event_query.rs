@@ -330,3 +330,123 @@ end
     assert_eq!(props(&s, "klara"), json!({"age": 9}));
     assert_eq!(props(&s, "kyle"), json!({}));
 }
+
+/// The next-purchase pairs of `customers` (product names of each
+/// customer's purchases in order), counted as the PAIRS script counts
+/// them: (pair, customers, pairs), ordered by pairs, then by pair text.
+fn recount_pairs(customers: &[Vec<&str>]) -> Vec<(String, i64, i64)> {
+    let mut counts: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+    for bought in customers {
+        let mut seen = std::collections::BTreeSet::new();
+        for w in bought.windows(2) {
+            let pair = format!("{} > {}", w[0], w[1]);
+            let c = counts.entry(pair.clone()).or_default();
+            c.1 += 1;
+            if seen.insert(pair) {
+                c.0 += 1;
+            }
+        }
+    }
+    let mut out: Vec<(String, i64, i64)> =
+        counts.into_iter().map(|(p, (c, n))| (p, c, n)).collect();
+    out.sort_by(|a, b| {
+        b.2.cmp(&a.2)
+            .then_with(|| a.0.to_lowercase().cmp(&b.0.to_lowercase()))
+    });
+    out
+}
+
+const PAIRS: &str = "select
+  count id as customers
+  count product as pairs all
+end
+each_row where event.is(== \"purchase\")
+  p = product
+  each_row.continue().next().limit(1) where event.is(== \"purchase\")
+    << p + \" > \" + product
+  end
+end";
+
+#[test]
+fn next_purchase_pairs_match_a_recount_whether_keys_are_numbered_or_not() {
+    let s = Server::start(&["--partitions", "3"]);
+    s.create_table(
+        "shop",
+        &json!({"id_type": "textual", "properties": [{"name": "product", "type": "text"}]}),
+    );
+    let mut rng = common::Rng(0x5eed_1234);
+    let products = ["tent", "stove", "lamp", "rope", "mug"];
+    let mut customers: Vec<Vec<&str>> = Vec::new();
+    let mut records = Vec::new();
+    for c in 0..60 {
+        let mut bought = Vec::new();
+        for i in 0..(1 + rng.below(9)) {
+            let product = products[rng.below(products.len() as u64) as usize];
+            // Views between purchases carry products too, and are skipped.
+            let event = if rng.below(3) == 0 {
+                "view"
+            } else {
+                "purchase"
+            };
+            if event == "purchase" {
+                bought.push(product);
+            }
+            records.push(
+                json!({"id": format!("c{c}"), "stamp": 1_700_000_000_000i64 + 60_000 * i as i64,
+                                "event": event, "product": product}),
+            );
+        }
+        customers.push(bought);
+    }
+    s.insert_ok("shop", &Value::Array(records));
+    let answer = |params: &str| -> Vec<(String, i64, i64)> {
+        let a = s.request(
+            "POST",
+            &format!("/v1/query/shop/event{params}"),
+            Some(PAIRS.as_bytes()),
+            &[("content-type", "text/plain")],
+        );
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.json["_"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["g"].as_str().unwrap().to_string(),
+                    n["c"][0].as_i64().unwrap(),
+                    n["c"][1].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let expected = recount_pairs(&customers);
+    assert!(expected.len() > 10, "too few pairs: {expected:?}");
+    assert_eq!(answer("?sort=pairs"), expected);
+    assert_eq!(answer("?sort=pairs&trim=3"), expected[..3].to_vec());
+    // Products with the separator in them: two different pairs spell the
+    // same text ("x > y" then "z", "x" then "y > z"), one group. The query
+    // falls back to text keys and answers as the recount does.
+    let collide: [(&str, &[&str]); 3] = [
+        ("k1", &["x > y", "z"]),
+        ("k2", &["x", "y > z"]),
+        ("k3", &["x > y", "z", "x", "y > z"]),
+    ];
+    let mut records = Vec::new();
+    for (id, bought) in collide {
+        for (i, product) in bought.iter().enumerate() {
+            records.push(
+                json!({"id": id, "stamp": 1_700_000_000_000i64 + 60_000 * i as i64,
+                                "event": "purchase", "product": product}),
+            );
+        }
+        customers.push(bought.to_vec());
+    }
+    s.insert_ok("shop", &Value::Array(records));
+    let expected = recount_pairs(&customers);
+    assert!(
+        expected.contains(&("x > y > z".to_string(), 3, 4)),
+        "{expected:?}"
+    );
+    assert_eq!(answer("?sort=pairs"), expected);
+}

@@ -10,13 +10,14 @@
 //! makes `debug_listing()` a direct rendering, and needs no unsafe code or
 //! allocation per evaluated node.
 
-use crate::ast::{listing, prop_name, Expr, PropRef, Stmt};
+use crate::ast::{listing, prop_name, Expr, PropKind, PropRef, Stmt};
 use crate::error::{CompileError, ErrorCode, Pos};
+use crate::key_space::{KeySpace, KeyTemplate, TemplateItem};
 use crate::lexer::tokenize;
 use crate::parser::{is_reserved, Parser, Slots};
 use crate::result_tree::{Column, ResultTree};
 use crate::schema::{Params, PropDef, Schema, ScriptKind};
-use crate::value::Value;
+use crate::value::{ArithOp, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -70,6 +71,14 @@ pub struct Program {
     /// The script is only `return(<number expression>)` reading no
     /// variable (see [`Program::quick_number`]), decided once here.
     pub(crate) quick_return: bool,
+    /// The program's only push, when it is a text chain its keys can be
+    /// interned by (`key_space`): the template and, per varying part, its
+    /// operand (evaluated as usual when not read in place).
+    pub(crate) key_chain: Option<(KeyTemplate, Vec<Expr>)>,
+    /// Variables of the key chain that only ever hold a text property's
+    /// value and are read nowhere else: a run keeps the value's dictionary
+    /// id for them instead of the text (see [`id_only_vars`]).
+    pub(crate) id_only_vars: Vec<u32>,
     /// The row data a run can read (drivers prefetch only that).
     pub(crate) row_access: crate::access::RowAccess,
     /// Unique in the process: a `RunState` notices when it is handed
@@ -106,6 +115,15 @@ impl Program {
     /// An empty result tree for this program's columns.
     pub fn new_tree(&self, segments: usize) -> ResultTree {
         ResultTree::new(&self.columns, segments)
+    }
+
+    /// A fresh space for interned push keys, when the program's pushes can
+    /// use one: give it to every tree of one query ([`ResultTree::with_key_space`]);
+    /// if it [`KeySpace::failed`] afterwards, run the query again without.
+    pub fn new_key_space(&self) -> Option<Arc<KeySpace>> {
+        self.key_chain
+            .as_ref()
+            .map(|(t, _)| Arc::new(KeySpace::new(t.clone())))
     }
 
     /// A readable dump of the compiled program (`debug=true`).
@@ -289,6 +307,19 @@ fn compile_inner(
         .cloned()
         .collect::<Vec<_>>();
     row_access.customer_props = !loaded_slots.is_empty();
+    let key_chain = key_chain(&stmts);
+    let id_only_vars = match &key_chain {
+        Some((t, _)) => {
+            let reserved: Vec<u32> = customer
+                .iter()
+                .copied()
+                .chain(param_inits.iter().map(|(s, _)| *s))
+                .chain([each_value_slot])
+                .collect();
+            id_only_vars(&stmts, t, &parsed.reads, &reserved)
+        }
+        None => Vec::new(),
+    };
     Ok(Program {
         kind: opts.kind,
         stmts,
@@ -309,6 +340,8 @@ fn compile_inner(
         memo_events: memos.guard_events(),
         memo_requires: memos.guard_masks(),
         quick_return,
+        key_chain,
+        id_only_vars,
         stop_when_saturated: opts.kind == ScriptKind::Event
             && memos.sites > 0
             && !memos.unmemoized
@@ -319,6 +352,123 @@ fn compile_inner(
             PROGRAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         },
     })
+}
+
+/// The key template of the program's pushes: there must be exactly one
+/// push, of one group, a `+` chain of text literals, single-valued text
+/// properties and variables (see [`KeyTemplate::of`]). With more pushes,
+/// keys of different shapes would share levels.
+fn key_chain(stmts: &[Stmt]) -> Option<(KeyTemplate, Vec<Expr>)> {
+    fn pushes<'a>(stmts: &'a [Stmt], out: &mut Vec<&'a [Expr]>) {
+        for s in stmts {
+            match s {
+                Stmt::Push { groups, .. } => out.push(groups),
+                Stmt::If { arms, otherwise } => {
+                    for (_, body) in arms {
+                        pushes(body, out);
+                    }
+                    if let Some(body) = otherwise {
+                        pushes(body, out);
+                    }
+                }
+                Stmt::For { body, .. } | Stmt::EachRow { body, .. } => pushes(body, out),
+                _ => {}
+            }
+        }
+    }
+    let mut all = Vec::new();
+    pushes(stmts, &mut all);
+    let [[chain @ Expr::Arith(ArithOp::Add, ..)]] = all[..] else {
+        return None;
+    };
+    let mut rights = Vec::new();
+    let mut cur = chain;
+    while let Expr::Arith(ArithOp::Add, l, r, _) = cur {
+        rights.push(&**r);
+        cur = l;
+    }
+    rights.push(cur);
+    rights.reverse();
+    let mut items = Vec::with_capacity(rights.len());
+    let mut varying = Vec::new();
+    for e in rights {
+        items.push(match e {
+            Expr::Lit(Value::Text(t)) => TemplateItem::Lit(t.clone()),
+            Expr::Prop(PropRef::User {
+                index,
+                kind: PropKind::Text,
+                is_set: false,
+            }) => TemplateItem::Prop(*index),
+            Expr::Var(slot) => TemplateItem::Var(*slot),
+            _ => return None,
+        });
+        if !matches!(e, Expr::Lit(_)) {
+            varying.push(e.clone());
+        }
+    }
+    KeyTemplate::of(items).map(|t| (t, varying))
+}
+
+/// The key chain's variables whose text a run never needs: each is read
+/// only by the chain and assigned only by plain `v = text_property`
+/// statements, and is no parameter, customer property or `each_value`.
+/// A run then notes the property value's dictionary id and leaves the
+/// variable nil (no shared text, no reference count), and the chain
+/// numbers the id; a nil or missing value reads as the variable would.
+fn id_only_vars(
+    stmts: &[Stmt],
+    template: &KeyTemplate,
+    reads: &[(u32, Pos)],
+    reserved: &[u32],
+) -> Vec<u32> {
+    fn writes_only_props(stmts: &[Stmt], slot: u32) -> bool {
+        stmts.iter().all(|s| match s {
+            Stmt::Assign {
+                target, op, value, ..
+            } => {
+                target.slot != slot
+                    || (op.is_none()
+                        && target.path.is_empty()
+                        && matches!(
+                            value,
+                            Expr::Prop(PropRef::User {
+                                kind: PropKind::Text,
+                                is_set: false,
+                                ..
+                            })
+                        ))
+            }
+            Stmt::If { arms, otherwise } => {
+                arms.iter().all(|(_, b)| writes_only_props(b, slot))
+                    && otherwise
+                        .as_ref()
+                        .is_none_or(|b| writes_only_props(b, slot))
+            }
+            Stmt::For { var, body, .. } => *var != slot && writes_only_props(body, slot),
+            Stmt::EachRow { body, .. } => writes_only_props(body, slot),
+            _ => true,
+        })
+    }
+    let mut out = Vec::new();
+    for item in &template.items {
+        let TemplateItem::Var(slot) = item else {
+            continue;
+        };
+        let in_chain = template
+            .items
+            .iter()
+            .filter(|i| **i == TemplateItem::Var(*slot))
+            .count();
+        let read = reads.iter().filter(|(r, _)| r == slot).count();
+        if read == in_chain
+            && !reserved.contains(slot)
+            && !out.contains(slot)
+            && writes_only_props(stmts, *slot)
+        {
+            out.push(*slot);
+        }
+    }
+    out
 }
 
 /// What [`mark_pushes`] found.

@@ -6,6 +6,7 @@ use crate::ast::*;
 use crate::compile::Program;
 use crate::error::{ErrorCode, Pos, RuntimeError};
 use crate::functions::{call_pure, to_stamp, Func};
+use crate::key_space::{KeySpace, TemplateItem};
 use crate::result_tree::{Dedup, GroupKey, KeyRef, ResultTree};
 use crate::value::{
     arith, compare, contains_all, contains_any, contains_member, negate, nested_deeper_than,
@@ -61,6 +62,19 @@ pub struct RunState {
     literals: HashMap<usize, Arc<str>>,
     /// Reused buffer for text chains (`a + " > " + b`).
     text_buf: String,
+    /// The key space of interned pushes last used (see `push_parts`).
+    key_space: Option<Arc<KeySpace>>,
+    /// Per varying part of the interned push: the number of each
+    /// dictionary id seen (`u32::MAX`: not asked yet), for this dictionary.
+    key_ids: [Vec<u32>; 2],
+    /// Per varying part: the number of each text seen (variables).
+    key_texts: [HashMap<Arc<str>, u32>; 2],
+    /// Per variable slot, the run number and dictionary id of the text
+    /// property value it was last assigned (`u32::MAX`: none). For an
+    /// id-only variable (`Program::id_only_vars`) that is its value; for
+    /// others only a hint, which counts while the variable still holds
+    /// that very dictionary text.
+    var_text_ids: Vec<(u64, u32)>,
 }
 
 /// For forward scans that only visit rows of one event name: once a run
@@ -197,6 +211,10 @@ impl Program {
                 }
             }
             state.checked_dictionary = dict;
+            // Interned-key numbers by dictionary id belong to the old one.
+            for ids in state.key_ids.iter_mut() {
+                ids.clear();
+            }
         }
         state.vars.clear();
         state.vars.resize(self.names.len(), Value::Nil);
@@ -462,6 +480,9 @@ impl<C: CustomerView> Interp<'_, C> {
                 pos,
             } => {
                 self.pos = *pos;
+                if self.prog.key_chain.is_some() && self.note_text_id(target, *op, value) {
+                    return Ok(Flow::Normal);
+                }
                 let v = self.eval(value)?;
                 let mut keys = Vec::with_capacity(target.path.len());
                 for k in &target.path {
@@ -560,6 +581,8 @@ impl<C: CustomerView> Interp<'_, C> {
                 if let Some(m) = memo {
                     self.pos = *pos;
                     self.push_memoized(*m as usize, groups)?;
+                } else if self.prog.key_chain.is_some() && self.out.key_space().is_some() {
+                    self.push_parts(*pos)?;
                 } else if let [chain @ Expr::Arith(ArithOp::Add, ..)] = &groups[..] {
                     self.push_chain(chain, *pos)?;
                 } else {
@@ -1727,6 +1750,173 @@ impl<C: CustomerView> Interp<'_, C> {
         r
     }
 
+    /// The program's text-chain push filed under its parts' numbers in the
+    /// tree's key space, without building the text (`key_space`). The
+    /// parts are read as `chain_into` reads them; a part that would not be
+    /// text where the chain needs it, or whose text could make keys
+    /// ambiguous, fails the space (the query then runs again with text
+    /// keys) and the push is dropped.
+    fn push_parts(&mut self, pos: Pos) -> RtResult<()> {
+        let Some(space) = self.out.key_space() else {
+            return Ok(());
+        };
+        if space.failed() {
+            return Ok(());
+        }
+        if !self
+            .st
+            .key_space
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, space))
+        {
+            self.st.key_space = Some(space.clone());
+            for ids in self.st.key_ids.iter_mut() {
+                ids.clear();
+            }
+            for texts in self.st.key_texts.iter_mut() {
+                texts.clear();
+            }
+        }
+        let Some(space) = self.st.key_space.take() else {
+            return Ok(());
+        };
+        let r = self.push_parts_in(&space, pos);
+        self.st.key_space = Some(space);
+        r
+    }
+
+    fn push_parts_in(&mut self, space: &KeySpace, pos: Pos) -> RtResult<()> {
+        let Some((template, operands)) = &self.prog.key_chain else {
+            return Ok(());
+        };
+        let mut ids = [0u32; 2];
+        let mut part = 0;
+        for (i, item) in template.items.iter().enumerate() {
+            let in_place = match item {
+                TemplateItem::Lit(_) => continue,
+                TemplateItem::Prop(index) if self.on_row() => self
+                    .c
+                    .values(self.cursor, *index)
+                    .next()
+                    .map(|raw| raw as u32),
+                _ => None,
+            };
+            let var_text = match item {
+                TemplateItem::Var(slot) => match self.st.vars.get(*slot as usize) {
+                    Some(Value::Text(t)) => Some(t),
+                    _ => None,
+                },
+                _ => None,
+            };
+            // An id-only variable is its noted id; another one holding the
+            // very dictionary text it was assigned from (same allocation,
+            // so the same id) is numbered by that id too.
+            let in_place = match item {
+                TemplateItem::Var(slot) => self
+                    .st
+                    .var_text_ids
+                    .get(*slot as usize)
+                    .filter(|(run, id)| *run == self.st.run_no && *id != u32::MAX)
+                    .map(|(_, id)| *id)
+                    .filter(|&id| {
+                        self.prog.id_only_vars.contains(slot)
+                            || var_text
+                                .is_some_and(|t| std::ptr::eq(self.c.text(id).as_ptr(), t.as_ptr()))
+                    }),
+                _ => in_place,
+            };
+            let id = match (in_place, var_text) {
+                (Some(text_id), _) => self.key_of_text_id(space, part, text_id),
+                (None, Some(t)) => key_of_text(&mut self.st.key_texts, space, part, t),
+                (None, None) => {
+                    let Some(e) = operands.get(part) else {
+                        return Ok(());
+                    };
+                    match self.eval(e)? {
+                        Value::Text(t) => key_of_text(&mut self.st.key_texts, space, part, &t),
+                        // Nil first: the chain is nil and pushes nothing.
+                        Value::Nil if i == 0 => return Ok(()),
+                        // The chain's first operand decides it is a text
+                        // chain; anything else there is not ours to file.
+                        _ if i == 0 => None,
+                        other => key_of_text(&mut self.st.key_texts, space, part, &other.to_text()),
+                    }
+                }
+            };
+            let Some(id) = id else {
+                space.fail();
+                return Ok(());
+            };
+            if let Some(slot) = ids.get_mut(part) {
+                *slot = id;
+            }
+            part += 1;
+        }
+        self.pos = pos;
+        let cols = self.column_values();
+        let key = KeySpace::pack(ids.get(..part).unwrap_or(&[]));
+        let r = self.aggregate_keys(std::iter::once(KeyRef::Parts(key)), &cols);
+        self.st.col_vals = cols;
+        r
+    }
+
+    /// Remembers the dictionary id behind `var = text_property` (see
+    /// `RunState::var_text_ids`), so an interned push can number the
+    /// variable's text by id instead of hashing it. True when that is all
+    /// the assignment has to do (an id-only variable, left nil).
+    fn note_text_id(&mut self, target: &Target, op: Option<ArithOp>, value: &Expr) -> bool {
+        let Expr::Prop(PropRef::User {
+            index,
+            kind: PropKind::Text,
+            is_set: false,
+        }) = value
+        else {
+            return false;
+        };
+        if op.is_some() || !target.path.is_empty() {
+            return false;
+        }
+        // (`prop_at` reads nothing off the rows either: nil.)
+        let raw = match self.on_row() {
+            true => self.c.values(self.cursor, *index).next(),
+            false => None,
+        };
+        let slot = target.slot as usize;
+        if self.st.var_text_ids.len() <= slot {
+            self.st.var_text_ids.resize(slot + 1, (0, u32::MAX));
+        }
+        if let Some(noted) = self.st.var_text_ids.get_mut(slot) {
+            *noted = (self.st.run_no, raw.map_or(u32::MAX, |r| r as u32));
+        }
+        // Only a push filed by number reads the noted id instead of the
+        // variable (a tree without a key space takes the text path).
+        self.prog.id_only_vars.contains(&target.slot) && self.out.key_space().is_some()
+    }
+
+    /// The key-space number of dictionary text `text_id` as part `part`
+    /// (remembered by id for the first million ids, by text beyond).
+    #[inline]
+    fn key_of_text_id(&mut self, space: &KeySpace, part: usize, text_id: u32) -> Option<u32> {
+        const BY_ID: usize = 1 << 20;
+        let at = text_id as usize;
+        let ids = self.st.key_ids.get_mut(part)?;
+        if let Some(&id) = ids.get(at).filter(|&&id| id != u32::MAX) {
+            return Some(id);
+        }
+        if at >= BY_ID {
+            return key_of_text(&mut self.st.key_texts, space, part, self.c.text(text_id));
+        }
+        let id = space.intern(part, self.c.text(text_id))?;
+        let ids = self.st.key_ids.get_mut(part)?;
+        if ids.len() <= at {
+            ids.resize(at + 1, u32::MAX);
+        }
+        if let Some(slot) = ids.get_mut(at) {
+            *slot = id;
+        }
+        Some(id)
+    }
+
     fn aggregate_keys<'k>(
         &mut self,
         path: impl Iterator<Item = KeyRef<'k>>,
@@ -1762,6 +1952,22 @@ impl<C: CustomerView> Interp<'_, C> {
         }
         Ok(())
     }
+}
+
+/// The key-space number of `text` as part `part`, remembered in `known`.
+fn key_of_text(
+    known: &mut [HashMap<Arc<str>, u32>; 2],
+    space: &KeySpace,
+    part: usize,
+    text: &str,
+) -> Option<u32> {
+    let texts = known.get_mut(part)?;
+    if let Some(&id) = texts.get(text) {
+        return Some(id);
+    }
+    let id = space.intern(part, text)?;
+    texts.insert(Arc::from(text), id);
+    Some(id)
 }
 
 /// Subscript read (§4.7): never fails, never inserts.

@@ -18,6 +18,7 @@ pub mod functions;
 pub mod histogram;
 pub mod index_only;
 pub mod interp;
+pub mod key_space;
 pub mod lexer;
 pub mod parser;
 pub mod prefilter;

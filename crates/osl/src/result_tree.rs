@@ -8,6 +8,7 @@
 //! partitions order-independent.
 
 use crate::ast::{PropKind, PropRef};
+use crate::key_space::{KeySpace, Speller};
 use serde_json::{Map, Number, Value as J};
 use std::cmp::Ordering;
 use std::hash::Hasher;
@@ -123,6 +124,9 @@ pub enum KeyRef<'a> {
     Float(i64),
     /// Text key.
     Text(&'a str),
+    /// An interned text chain: its parts' numbers in the tree's
+    /// [`KeySpace`] (spelled out only when rendered).
+    Parts(u64),
 }
 
 impl KeyRef<'_> {
@@ -133,6 +137,8 @@ impl KeyRef<'_> {
             KeyRef::Int(i) => J::from(i),
             KeyRef::Float(f) => float_json(f as f64 / 10_000.0),
             KeyRef::Text(t) => J::from(t),
+            // (Rendering spells these first; never reached.)
+            KeyRef::Parts(k) => J::from(k),
         }
     }
 
@@ -140,7 +146,7 @@ impl KeyRef<'_> {
         match self {
             KeyRef::Bool(_) => 0,
             KeyRef::Int(_) | KeyRef::Float(_) => 1,
-            KeyRef::Text(_) => 2,
+            KeyRef::Text(_) | KeyRef::Parts(_) => 2,
         }
     }
 
@@ -167,6 +173,7 @@ impl KeyRef<'_> {
                 .cmp(&b.to_lowercase())
                 .then_with(|| a.as_bytes().cmp(b.as_bytes())),
             (KeyRef::Int(a), KeyRef::Int(b)) => a.cmp(&b),
+            (KeyRef::Parts(a), KeyRef::Parts(b)) => a.cmp(&b),
             _ if self.rank() == 1 && other.rank() == 1 => self
                 .num()
                 .partial_cmp(&other.num())
@@ -195,6 +202,10 @@ impl KeyRef<'_> {
             KeyRef::Text(t) => {
                 h.write_u8(3);
                 h.write(t.as_bytes());
+            }
+            KeyRef::Parts(k) => {
+                h.write_u8(4);
+                h.write_u64(k);
             }
         }
         h.finish()
@@ -292,6 +303,7 @@ enum StoredKey {
     Int(i64),
     Float(i64),
     Text { start: u32, len: u32 },
+    Parts(u64),
 }
 
 /// One entry of a level: the key's hash (so growth and merges never rehash
@@ -373,6 +385,8 @@ pub struct ResultTree {
     children: Vec<Level>,
     words: Vec<u64>,
     texts: String,
+    /// Numbers of interned push keys, shared by the trees of one query.
+    key_space: Option<Arc<KeySpace>>,
 }
 
 fn split_i128(v: i128) -> (u64, u64) {
@@ -393,6 +407,7 @@ fn key_at(texts: &str, k: StoredKey) -> KeyRef<'_> {
             let start = start as usize;
             KeyRef::Text(texts.get(start..start + len as usize).unwrap_or(""))
         }
+        StoredKey::Parts(k) => KeyRef::Parts(k),
     }
 }
 
@@ -417,7 +432,27 @@ impl ResultTree {
             children: Vec::new(),
             words: Vec::new(),
             texts: String::new(),
+            key_space: None,
         }
+    }
+
+    /// This empty tree filing interned push keys in `space` (trees merged
+    /// together must share one space).
+    pub fn with_key_space(mut self, space: Arc<KeySpace>) -> ResultTree {
+        self.key_space = Some(space);
+        self
+    }
+
+    /// The space of its interned push keys, if it files any.
+    pub fn key_space(&self) -> Option<&Arc<KeySpace>> {
+        self.key_space.as_ref()
+    }
+
+    /// An empty tree with the same columns, segments and key space.
+    pub fn empty_like(&self) -> ResultTree {
+        let mut t = ResultTree::new(&self.columns, self.segments);
+        t.key_space = self.key_space.clone();
+        t
     }
 
     /// The select columns.
@@ -465,6 +500,7 @@ impl ResultTree {
             KeyRef::Bool(b) => StoredKey::Bool(b),
             KeyRef::Int(i) => StoredKey::Int(i),
             KeyRef::Float(f) => StoredKey::Float(f),
+            KeyRef::Parts(k) => StoredKey::Parts(k),
             KeyRef::Text(t) => {
                 let start = u32::try_from(self.texts.len()).ok()?;
                 let len = u32::try_from(t.len()).ok()?;
@@ -596,6 +632,9 @@ impl ResultTree {
             self.children = other.children;
             self.words = other.words;
             self.texts = other.texts;
+            if self.key_space.is_none() {
+                self.key_space = other.key_space;
+            }
             return;
         }
         self.merge_level(None, &other, &other.roots);
@@ -623,11 +662,20 @@ impl ResultTree {
     /// Renders the `{"_": [...]}` JSON after sorting and trimming.
     pub fn render(&self, opts: &RenderOptions) -> J {
         let mut top = Map::new();
-        top.insert("_".into(), J::Array(self.render_level(&self.roots, opts)));
+        let speller = self.key_space.as_ref().map(|k| k.speller());
+        top.insert(
+            "_".into(),
+            J::Array(self.render_level(&self.roots, opts, speller.as_ref())),
+        );
         J::Object(top)
     }
 
-    fn render_level(&self, level: &Level, opts: &RenderOptions) -> Vec<J> {
+    fn render_level(
+        &self,
+        level: &Level,
+        opts: &RenderOptions,
+        speller: Option<&Speller<'_>>,
+    ) -> Vec<J> {
         let col = match opts.sort {
             SortBy::Column(i) => Some(i),
             SortBy::Default => Some(0),
@@ -682,6 +730,29 @@ impl ResultTree {
                 nodes.retain(|x| by_value(&x.0, &nth) != Ordering::Greater);
             }
         }
+        // Interned keys are spelled out now, for the nodes still in the
+        // running only (key order and JSON need their text).
+        let mut spelled = String::new();
+        let mut spans = Vec::new();
+        if let Some(sp) = speller {
+            for (_, k, _) in nodes.iter() {
+                if let KeyRef::Parts(p) = k {
+                    let start = spelled.len();
+                    sp.spell(*p, &mut spelled);
+                    spans.push(Some((start, spelled.len())));
+                } else {
+                    spans.push(None);
+                }
+            }
+        }
+        let mut nodes: Vec<(Option<f64>, KeyRef<'_>, u32)> = nodes
+            .into_iter()
+            .enumerate()
+            .map(|(i, (v, k, n))| match spans.get(i).copied().flatten() {
+                Some((a, b)) => (v, KeyRef::Text(spelled.get(a..b).unwrap_or("")), n),
+                None => (v, k, n),
+            })
+            .collect();
         // Keys are unique within a level, so `order` is total: selecting the
         // first `trim` and sorting only those gives the full sort's prefix.
         if let Some(n) = opts.trim {
@@ -714,7 +785,10 @@ impl ResultTree {
                     m.insert(name, J::Array(vals));
                 }
                 if let Some(children) = self.children.get(node as usize).filter(|c| !c.is_empty()) {
-                    m.insert("_".into(), J::Array(self.render_level(children, opts)));
+                    m.insert(
+                        "_".into(),
+                        J::Array(self.render_level(children, opts, speller)),
+                    );
                 }
                 J::Object(m)
             })

@@ -2197,3 +2197,191 @@ fn quick_numbers_equal_full_runs() {
         }
     }
 }
+
+/// Purchases with titles (no spaces), one without a title, and two
+/// customers' worth of repeats, for the interned-key tests.
+fn purchases(titles: &[&[Option<&str>]]) -> TestPartition {
+    let mut p = TestPartition::new(schema());
+    for (ci, rows) in titles.iter().enumerate() {
+        let c = p.add_customer(&format!("c{ci}"));
+        for (ri, title) in rows.iter().enumerate() {
+            let stamp = ms("2024-03-01T10:00:00Z") + 60_000 * ri as i64;
+            let mut props = vec![("qty", Value::Int(ri as i64 + 1))];
+            if let Some(t) = title {
+                props.push(("title", Value::text(t)));
+            }
+            p.add_row(
+                c,
+                stamp,
+                if ri % 3 == 2 { "view" } else { "purchase" },
+                &props,
+            );
+        }
+    }
+    p
+}
+
+/// Runs `src` over `p` into a tree with a key space (as the query layer
+/// does) and into a plain one. `None` for the first when the program has
+/// no key template or the space failed (the query layer then runs again).
+fn interned_and_plain(
+    p: &TestPartition,
+    src: &str,
+    opts: &RenderOptions,
+) -> (Option<serde_json::Value>, serde_json::Value) {
+    let prog = compile_ok(src);
+    let run = |tree: &mut ResultTree| {
+        let mut st = prog.new_state();
+        for i in 0..p.customers.len() {
+            if let Err(e) = prog.run(&p.view(i), &ctx(), &mut st, tree) {
+                panic!("runtime error: {e}\n{src}");
+            }
+        }
+    };
+    let interned = prog.new_key_space().and_then(|space| {
+        let mut tree = prog.new_tree(1).with_key_space(space.clone());
+        run(&mut tree);
+        (!space.failed()).then(|| tree.render(opts))
+    });
+    let mut plain = prog.new_tree(1);
+    run(&mut plain);
+    (interned, plain.render(opts))
+}
+
+#[test]
+fn interned_chain_pushes_render_as_their_texts() {
+    let data = purchases(&[
+        &[
+            Some("dune"),
+            Some("emma"),
+            Some("dune"),
+            Some("emma"),
+            Some("ulysses"),
+        ],
+        &[Some("emma"), None, Some("dune"), Some("dune"), Some("emma")],
+        &[None, Some("dune"), Some("x"), Some("dune")],
+        &[Some("dune")],
+    ]);
+    let pairs = |push: &str, before: &str| {
+        format!(
+            "select\n  count id as customers\n  count title as pairs all\n  sum qty as q\nend\n\
+             each_row where event.is(== \"purchase\")\n  {before}\n  \
+             each_row.continue().next().limit(1) where event.is(== \"purchase\")\n    \
+             << {push}\n  end\nend\n"
+        )
+    };
+    // (script, id-only variables expected)
+    let scripts: Vec<(String, usize)> = vec![
+        (pairs("p + \" > \" + title", "p = title"), 1),
+        // The variable is read elsewhere too: its text is kept.
+        (
+            pairs(
+                "p + \" > \" + title",
+                "p = title\n  if p == \"x\"\n    exit\n  end",
+            ),
+            0,
+        ),
+        // A computed text: numbered by its text.
+        (pairs("p + \" > \" + title", "p = \"#\" + title"), 0),
+        // Two variables, a leading and a trailing literal.
+        (
+            pairs("\"[\" + p + \"|\" + q + \"]\"", "p = title\n  q = title"),
+            2,
+        ),
+        // One varying part; a number appended as its text.
+        (pairs("\"t:\" + title", "x = 1"), 0),
+        (pairs("title + \"/\" + n", "n = qty"), 0),
+    ];
+    let by_group = RenderOptions {
+        sort: SortBy::Group,
+        descending: false,
+        trim: None,
+    };
+    let trimmed = RenderOptions {
+        trim: Some(2),
+        ..RenderOptions::default()
+    };
+    for (src, id_only) in &scripts {
+        let prog = compile_ok(src);
+        assert!(prog.key_chain.is_some(), "no key template:\n{src}");
+        assert_eq!(
+            prog.id_only_vars.len(),
+            *id_only,
+            "id-only variables:\n{src}"
+        );
+        for opts in [&RenderOptions::default(), &by_group, &trimmed] {
+            let (interned, plain) = interned_and_plain(&data, src, opts);
+            assert_eq!(interned.as_ref(), Some(&plain), "script:\n{src}");
+            assert_ne!(plain["_"], json!([]), "script pushed nothing:\n{src}");
+        }
+    }
+    // Keys of the same shape from two trees of one space merge as texts do.
+    let src = &scripts[0].0;
+    let prog = compile_ok(src);
+    let space = prog.new_key_space().expect("template");
+    let mut halves = Vec::new();
+    for range in [0..2, 2..4] {
+        let mut tree = prog.new_tree(1).with_key_space(space.clone());
+        let mut st = prog.new_state();
+        for i in range {
+            if let Err(e) = prog.run(&data.view(i), &ctx(), &mut st, &mut tree) {
+                panic!("runtime error: {e}");
+            }
+        }
+        halves.push(tree);
+    }
+    let mut merged = halves.remove(0);
+    merged.merge(halves.remove(0));
+    let (_, plain) = interned_and_plain(&data, src, &RenderOptions::default());
+    assert_eq!(merged.render(&RenderOptions::default()), plain);
+}
+
+#[test]
+fn chains_that_cannot_be_numbered_fall_back_to_text() {
+    let pairs = |push: &str, before: &str| {
+        format!(
+            "each_row where event.is(== \"purchase\")\n  {before}\n  \
+             each_row.continue().next().limit(1) where event.is(== \"purchase\")\n    \
+             << {push}\n  end\nend\n"
+        )
+    };
+    // A first part containing the separator's first character could make
+    // two pairs spell one text: the space fails (the query runs again).
+    let spaced = purchases(&[&[Some("a b"), Some("c"), Some("x"), Some("a")]]);
+    let src = pairs("p + \" > \" + title", "p = title");
+    assert_eq!(
+        interned_and_plain(&spaced, &src, &RenderOptions::default()).0,
+        None
+    );
+    // ... but a space in the last part is fine.
+    let src = pairs("title + \" > \" + p", "p = title");
+    let (interned, plain) = interned_and_plain(&spaced, &src, &RenderOptions::default());
+    assert_eq!(interned, Some(plain));
+    // A nil first operand makes the chain nil: nothing is pushed, as with
+    // text keys.
+    let plain_titles = purchases(&[
+        &[Some("a"), Some("c"), Some("x"), Some("a")],
+        &[None, Some("c")],
+    ]);
+    let src = pairs("p + \" > \" + title", "p = title");
+    let (interned, plain) = interned_and_plain(&plain_titles, &src, &RenderOptions::default());
+    assert_eq!(interned, Some(plain));
+    // A number first makes the chain arithmetic: not ours to number.
+    let src = pairs("n + \" > \" + title", "n = qty");
+    assert_eq!(
+        interned_and_plain(&plain_titles, &src, &RenderOptions::default()).0,
+        None
+    );
+    // Shapes without a template: two pushes, parts side by side, a call.
+    for src in [
+        pairs("p + \" > \" + title", "p = title\n  << p"),
+        pairs("p + title", "p = title"),
+        pairs("p + \" > \" + str(title)", "p = title"),
+        pairs(
+            "p + \" > \" + title + \" > \" + q",
+            "p = title\n  q = title",
+        ),
+    ] {
+        assert!(compile_ok(&src).key_chain.is_none(), "template for:\n{src}");
+    }
+}

@@ -182,6 +182,11 @@ pub fn selected(
 /// and returns the merged tree. The first runtime error aborts everything
 /// (and nothing is written); otherwise customer-property writes of the runs
 /// are committed through the log before the answer.
+///
+/// A program whose push can file its keys by number (`osl::key_space`)
+/// runs with a key space first; if a text turns out to make those keys
+/// ambiguous, that attempt (and its writes) is dropped and the query runs
+/// again with text keys.
 pub fn run_all(
     db: &Db,
     table: &str,
@@ -190,6 +195,47 @@ pub fn run_all(
     prefilter: bool,
     selections: &[Selection],
 ) -> Result<ResultTree, QueryError> {
+    let base = program.new_tree(selections.len().max(1));
+    if let Some(space) = program.new_key_space() {
+        let (tree, writes) = run_into(
+            db,
+            table,
+            program,
+            ctx,
+            prefilter,
+            selections,
+            base.empty_like().with_key_space(space.clone()),
+        )?;
+        if !space.failed() {
+            return commit(db, table, tree, writes);
+        }
+    }
+    let (tree, writes) = run_into(db, table, program, ctx, prefilter, selections, base)?;
+    commit(db, table, tree, writes)
+}
+
+/// Writes a query's customer-property writes, then hands back its tree.
+fn commit(
+    db: &Db,
+    table: &str,
+    tree: ResultTree,
+    writes: Writes,
+) -> Result<ResultTree, QueryError> {
+    crate::control::may_write(!writes.is_empty())?;
+    db.write_customer_properties(table, &writes)?;
+    Ok(tree)
+}
+
+/// [`run_all`]'s runs into trees like `empty`, merged; writes not done.
+fn run_into(
+    db: &Db,
+    table: &str,
+    program: &Program,
+    ctx: &RunContext,
+    prefilter: bool,
+    selections: &[Selection],
+    empty: ResultTree,
+) -> Result<(ResultTree, Writes), QueryError> {
     let everyone = [Selection::Everyone];
     let selections = if selections.is_empty() {
         &everyone[..]
@@ -201,7 +247,7 @@ pub fn run_all(
     let mut results = crate::parallel::for_each_partition(
         db.engine()?,
         schema.uid,
-        || (program.new_tree(selections.len()), Writes::new()),
+        || (empty.empty_like(), Writes::new()),
         |(tree, writes), _, tp| {
             let mut state = program.new_state();
             let cands = prefilter.as_ref().map(|pf| candidates(pf, tp));
@@ -228,7 +274,7 @@ pub fn run_all(
             Ok(())
         },
     )?;
-    let mut merged = program.new_tree(selections.len());
+    let mut merged = empty;
     let mut all_writes = Writes::new();
     // The biggest tree first: its arenas move into the empty one as they are.
     results.sort_by_key(|(t, _)| std::cmp::Reverse(t.node_count()));
@@ -236,7 +282,5 @@ pub fn run_all(
         merged.merge(t);
         all_writes.extend(w);
     }
-    crate::control::may_write(!all_writes.is_empty())?;
-    db.write_customer_properties(table, &all_writes)?;
-    Ok(merged)
+    Ok((merged, all_writes))
 }
