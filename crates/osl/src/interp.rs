@@ -194,6 +194,11 @@ impl Program {
         state: &mut RunState,
         out: &mut ResultTree,
     ) -> Result<RunOutcome, RuntimeError> {
+        // A failed key space means the query runs again with text keys:
+        // the rest of this attempt would count nothing.
+        if out.key_space().is_some_and(|k| k.failed()) {
+            return Ok(RunOutcome::default());
+        }
         if state.text_ids.len() != self.texts.len() {
             state.text_ids = vec![TextId::Unknown; self.texts.len()];
         }

@@ -7,9 +7,10 @@
 //! under a lock, once per distinct text per run state), so their levels
 //! merge number by number. A number pair stands for exactly one text,
 //! and vice versa, only when the chain splits back into its parts in one
-//! way; [`KeyTemplate`] allows only chains where that follows from the
-//! literals between the parts, and the run marks the space failed when a
-//! part's text would break it. The query then runs again with text keys.
+//! way; [`KeyTemplate`] allows only chains with a literal between the
+//! parts, and the run marks the space failed when a first part's text
+//! could split another way ([`KeyTemplate::splits_uniquely`]). The query
+//! then runs again with text keys.
 
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,10 +34,12 @@ pub enum TemplateItem {
 pub struct KeyTemplate {
     /// The chain's operands, left to right, adjacent literals joined.
     pub items: Vec<TemplateItem>,
-    /// First character of the literal after the first varying part when
-    /// a second one follows: a first part containing it could make two
-    /// number pairs spell the same text.
-    pub separator: Option<char>,
+    /// The literal between the two varying parts, when there are two.
+    pub separator: Option<Arc<str>>,
+    /// The separator's proper prefixes that are followed in it by another
+    /// start of it (`" >"` for `" > "`): a first part ending in one could
+    /// split another way.
+    overlaps: Vec<Arc<str>>,
 }
 
 impl KeyTemplate {
@@ -58,15 +61,42 @@ impl KeyTemplate {
         let separator = match varying[..] {
             [_] => None,
             [a, b] => match items.get(a + 1) {
-                Some(TemplateItem::Lit(sep)) if a + 1 < b => sep.chars().next(),
+                Some(TemplateItem::Lit(sep)) if a + 1 < b => Some(sep.clone()),
                 _ => return None,
             },
             _ => return None,
         };
-        if varying.len() == 2 && separator.is_none() {
-            return None;
-        }
-        Some(KeyTemplate { items, separator })
+        // Prefix `sep[..k]` overlaps when `sep[k..]` starts `sep` again.
+        let overlaps = separator
+            .iter()
+            .flat_map(|sep| {
+                sep.char_indices()
+                    .skip(1)
+                    .filter(|&(k, _)| sep.starts_with(&sep[k..]))
+                    .map(|(k, _)| Arc::from(&sep[..k]))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Some(KeyTemplate {
+            items,
+            separator,
+            overlaps,
+        })
+    }
+
+    /// True when `first`, as the first of two varying parts, keeps every
+    /// key spelled with it splitting back into its parts one way only.
+    ///
+    /// Say `p + sep + q` equals `p2 + sep + q2` with `p` shorter than `p2`,
+    /// so `p2` is `p + s`, and `sep + q` is `s + sep + q2`. If `s` is at
+    /// least as long as `sep`, `p2` contains `sep`; if shorter, `s` is a
+    /// prefix of `sep` followed in it by another start of it, and `p2` ends
+    /// with that prefix. A first part with neither can be split one way.
+    pub fn splits_uniquely(&self, first: &str) -> bool {
+        let Some(sep) = &self.separator else {
+            return true;
+        };
+        !first.contains(&**sep) && !self.overlaps.iter().any(|o| first.ends_with(&**o))
     }
 
     /// Number of varying parts (1 or 2).
@@ -111,7 +141,7 @@ impl KeySpace {
     /// The number of `text` as the varying part `part` (0 or 1), or `None`
     /// when the text would make keys ambiguous (then the space is failed).
     pub fn intern(&self, part: usize, text: &str) -> Option<u32> {
-        if part == 0 && self.template.separator.is_some_and(|c| text.contains(c)) {
+        if part == 0 && !self.template.splits_uniquely(text) {
             self.fail();
             return None;
         }
@@ -198,7 +228,8 @@ mod tests {
             TemplateItem::Prop(3),
         ])
         .expect("var > prop");
-        assert_eq!(t.separator, Some(' '));
+        assert_eq!(t.separator.as_deref(), Some(" > "));
+        assert_eq!(t.overlaps, vec![Arc::<str>::from(" >")]);
         assert_eq!(t.varying(), 2);
         assert!(KeyTemplate::of(vec![TemplateItem::Var(0), TemplateItem::Prop(3)]).is_none());
         assert!(
@@ -220,6 +251,76 @@ mod tests {
     }
 
     #[test]
+    fn first_parts_that_could_split_another_way_are_refused() {
+        let t = |sep: &str| {
+            KeyTemplate::of(vec![TemplateItem::Var(0), lit(sep), TemplateItem::Var(1)])
+                .expect("template")
+        };
+        let arrow = t(" > ");
+        for ok in ["shoe", "blue shirt", "a>b", "ends with>", "x >y", ""] {
+            assert!(arrow.splits_uniquely(ok), "{ok:?}");
+        }
+        for bad in ["x > y", "a >", " > ", "ends with >"] {
+            assert!(!arrow.splits_uniquely(bad), "{bad:?}");
+        }
+        // "aa": "xa" + "aa" + "y" is "x" + "aa" + "ay".
+        let aa = t("aa");
+        assert!(!aa.splits_uniquely("xa"));
+        assert!(aa.splits_uniquely("xb"));
+        assert_eq!(aa.overlaps, vec![Arc::<str>::from("a")]);
+        // No overlap in "->": only containing it is refused.
+        let dash = t("->");
+        assert!(dash.overlaps.is_empty());
+        assert!(dash.splits_uniquely("a-"));
+        assert!(!dash.splits_uniquely("a->b"));
+        // Multi-byte separators split at character boundaries.
+        let tri = t("\u{25b6} \u{25b6}");
+        assert_eq!(tri.overlaps, vec![Arc::<str>::from("\u{25b6} ")]);
+        assert!(!tri.splits_uniquely("a\u{25b6} "));
+        assert!(tri.splits_uniquely("a\u{25b6}"));
+    }
+
+    /// Brute force on short texts over a small alphabet: whenever two
+    /// different pairs spell one text, one of their first parts is refused.
+    #[test]
+    fn refused_first_parts_cover_every_ambiguous_pair() {
+        fn texts(alphabet: &[char], max: usize) -> Vec<String> {
+            let mut all = vec![String::new()];
+            let mut last = vec![String::new()];
+            for _ in 0..max {
+                let next: Vec<String> = last
+                    .iter()
+                    .flat_map(|t| alphabet.iter().map(move |c| format!("{t}{c}")))
+                    .collect();
+                all.extend(next.iter().cloned());
+                last = next;
+            }
+            all
+        }
+        for sep in ["ab", "aa", "aba", "a", "abab"] {
+            let t = KeyTemplate::of(vec![TemplateItem::Var(0), lit(sep), TemplateItem::Var(1)])
+                .expect("template");
+            let all = texts(&['a', 'b'], 4);
+            let mut seen: std::collections::HashMap<String, (String, String)> =
+                std::collections::HashMap::new();
+            for p in &all {
+                for q in &all {
+                    let text = format!("{p}{sep}{q}");
+                    match seen.get(&text) {
+                        Some((p2, q2)) => assert!(
+                            !t.splits_uniquely(p) || !t.splits_uniquely(p2),
+                            "{sep:?}: ({p:?}, {q:?}) and ({p2:?}, {q2:?}) both accepted"
+                        ),
+                        None => {
+                            seen.insert(text, (p.clone(), q.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn keys_spell_their_texts_and_a_separator_in_the_first_part_fails() {
         let t = KeyTemplate::of(vec![
             TemplateItem::Var(0),
@@ -230,14 +331,19 @@ mod tests {
         let space = Arc::new(KeySpace::new(t));
         let a = space.intern(0, "shoe").expect("a");
         let b = space
-            .intern(1, "sock red")
-            .expect("b: spaces are fine in the last part");
+            .intern(1, "sock > red")
+            .expect("b: the last part may hold anything");
         assert_eq!(space.intern(1, "shoe"), Some(a));
         let mut s = String::new();
         space.speller().spell(KeySpace::pack(&[a, b]), &mut s);
-        assert_eq!(s, "shoe > sock red");
+        assert_eq!(s, "shoe > sock > red");
         assert!(!space.failed());
-        assert_eq!(space.intern(0, "sock red"), None);
+        assert!(
+            space.intern(0, "sock red").is_some(),
+            "a space alone is fine"
+        );
+        assert!(!space.failed());
+        assert_eq!(space.intern(0, "sock > red"), None);
         assert!(space.failed());
     }
 }

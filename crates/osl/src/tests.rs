@@ -2345,18 +2345,27 @@ fn chains_that_cannot_be_numbered_fall_back_to_text() {
              << {push}\n  end\nend\n"
         )
     };
-    // A first part containing the separator's first character could make
-    // two pairs spell one text: the space fails (the query runs again).
-    let spaced = purchases(&[&[Some("a b"), Some("c"), Some("x"), Some("a")]]);
+    // A first part that could split another way ("a >" + " > " + "z" is
+    // "a" + " > " + "> z") fails the space: the query runs again.
     let src = pairs("p + \" > \" + title", "p = title");
-    assert_eq!(
-        interned_and_plain(&spaced, &src, &RenderOptions::default()).0,
-        None
-    );
-    // ... but a space in the last part is fine.
-    let src = pairs("title + \" > \" + p", "p = title");
-    let (interned, plain) = interned_and_plain(&spaced, &src, &RenderOptions::default());
-    assert_eq!(interned, Some(plain));
+    for first in ["a >", "a > b"] {
+        let data = purchases(&[&[Some(first), Some("c"), Some("x"), Some("a")]]);
+        assert_eq!(
+            interned_and_plain(&data, &src, &RenderOptions::default()).0,
+            None,
+            "{first:?}"
+        );
+    }
+    // Spaces alone are fine, and the last part may hold anything (the
+    // first row is only ever `p`, the second only ever `title`).
+    for (src, first) in [
+        (pairs("p + \" > \" + title", "p = title"), "c d"),
+        (pairs("title + \" > \" + p", "p = title"), "c > d"),
+    ] {
+        let data = purchases(&[&[Some(first), Some("a b"), Some("x"), Some("a")]]);
+        let (interned, plain) = interned_and_plain(&data, &src, &RenderOptions::default());
+        assert_eq!(interned, Some(plain), "{src}");
+    }
     // A nil first operand makes the chain nil: nothing is pushed, as with
     // text keys.
     let plain_titles = purchases(&[
