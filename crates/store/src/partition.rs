@@ -10,6 +10,7 @@ use crate::codec::{
 };
 use crate::index::{PropertyIndex, EVENT_PROP};
 use crate::log::Lsn;
+use crate::offsets::CellOffsets;
 use crate::record::CustomerKey;
 use crate::schema::TableSchema;
 use crate::varint::encode_row;
@@ -85,7 +86,7 @@ pub struct Cell {
 }
 
 /// A customer's events, columnar: row `i` has `stamps[i]`, `names[i]` and
-/// the cells encoded in `cells[cell_start[i]..cell_start[i + 1]]`
+/// the cells encoded in `cells` from offset `cell_start.get(i)` to `i + 1`'s
 /// (ascending property id; read them with [`Events::row_cells`]).
 #[derive(Default, Debug)]
 #[repr(C)]
@@ -94,8 +95,9 @@ pub struct Events {
     pub stamps: Vec<i64>,
     /// Event name dictionary ids.
     pub names: Vec<u32>,
-    /// Byte offset of each row's cells in `cells`; one more entry than rows.
-    pub cell_start: Vec<u32>,
+    /// Byte offset of each row's cells in `cells`; one more entry than rows
+    /// (two bytes each for streams under 64 KiB).
+    pub cell_start: CellOffsets,
     /// Property values of all rows, encoded by [`crate::varint::encode_row`]:
     /// about 4 bytes a cell, where a [`Cell`] takes 12, and cells are most
     /// of a table's memory.
@@ -122,8 +124,7 @@ impl Events {
     /// The encoded cells of row `i`.
     #[inline]
     pub fn row_bytes(&self, i: usize) -> &[u8] {
-        let (s, e) = (self.cell_start[i] as usize, self.cell_start[i + 1] as usize);
-        &self.cells[s..e]
+        &self.cells[self.cell_start.get(i)..self.cell_start.get(i + 1)]
     }
 
     /// Inserts a row at `at` with its cells already encoded in `row`.
@@ -131,26 +132,24 @@ impl Events {
         if self.cell_start.is_empty() {
             self.cell_start.push(0);
         }
-        let cell_at = self.cell_start[at] as usize;
+        let cell_at = self.cell_start.get(at);
         grow_gently(&mut self.stamps, 1);
         grow_gently(&mut self.names, 1);
-        grow_gently(&mut self.cell_start, 1);
+        self.cell_start.reserve_gently(1);
         grow_gently(&mut self.cells, row.len());
         if at == self.stamps.len() {
             // Appending (events mostly arrive in time order): no shifting.
             self.stamps.push(stamp);
             self.names.push(name);
             self.cells.extend_from_slice(row);
-            self.cell_start.push((cell_at + row.len()) as u32);
+            self.cell_start.push(cell_at + row.len());
             return;
         }
         self.stamps.insert(at, stamp);
         self.names.insert(at, name);
         self.cells.splice(cell_at..cell_at, row.iter().copied());
-        self.cell_start.insert(at + 1, (cell_at + row.len()) as u32);
-        for s in &mut self.cell_start[at + 2..] {
-            *s += row.len() as u32;
-        }
+        self.cell_start
+            .insert(at + 1, cell_at + row.len(), row.len());
     }
 
     fn remove_prop(&mut self, prop: u32) {
@@ -158,11 +157,11 @@ impl Events {
             return;
         }
         let mut cells = Vec::with_capacity(self.cells.len());
-        let mut starts = Vec::with_capacity(self.cell_start.len());
+        let mut starts = CellOffsets::default();
         starts.push(0);
         for i in 0..self.len() {
             encode_row(self.row_cells(i).filter(|c| c.prop != prop), &mut cells);
-            starts.push(cells.len() as u32);
+            starts.push(cells.len());
         }
         self.cells = cells;
         self.cell_start = starts;
@@ -172,7 +171,7 @@ impl Events {
 /// Makes room for `more` elements growing by a quarter instead of the
 /// standard doubling: customers' vectors are most of memory, and doubling
 /// leaves a third of them empty on average. Amortized cost stays constant.
-fn grow_gently<T>(v: &mut Vec<T>, more: usize) {
+pub(crate) fn grow_gently<T>(v: &mut Vec<T>, more: usize) {
     if v.capacity() - v.len() < more {
         v.reserve_exact(more.max(v.len() / 4).max(4));
     }
@@ -300,14 +299,15 @@ impl Customer {
             for line in 1..6.min(e.names.len().div_ceil(16)) {
                 prefetch(e.names.as_ptr().wrapping_add(line * 16));
             }
-            prefetch(e.cell_start.as_ptr());
+            prefetch(e.cell_start.addr(0).0);
             prefetch(e.cells.as_ptr());
         }
         if what.cells {
             // A property read is two dependent misses (offset, then cells):
             // most customers' cells fit in these lines.
-            for line in 1..4.min(e.cell_start.len().div_ceil(16)) {
-                prefetch(e.cell_start.as_ptr().wrapping_add(line * 16));
+            let (first, per_line) = e.cell_start.addr(0);
+            for line in 1..4.min(e.cell_start.len().div_ceil(per_line)) {
+                prefetch(first.wrapping_add(line * 64));
             }
             for line in 1..12.min(e.cells.len().div_ceil(64)) {
                 prefetch(e.cells.as_ptr().wrapping_add(line * 64));
@@ -566,14 +566,11 @@ impl TablePartition {
                     self.index.remove(cell.prop, cell.value, ci);
                 }
             }
-            let cut = ev.cell_start[start];
+            let cut = ev.cell_start.get(start);
             ev.stamps.drain(..start);
             ev.names.drain(..start);
-            ev.cells.drain(..cut as usize);
-            ev.cell_start.drain(..start);
-            for s in &mut ev.cell_start {
-                *s -= cut;
-            }
+            ev.cells.drain(..cut);
+            ev.cell_start.cut_front(start);
             for i in 0..ev.len() {
                 self.index.add(EVENT_PROP, u64::from(ev.names[i]), ci);
                 for cell in ev.row_cells(i) {
@@ -874,7 +871,7 @@ mod tests {
         assert_eq!(rows(&t), want);
         let e = &t.customers[0].events;
         assert_eq!(e.cell_start.len(), 6);
-        assert_eq!(*e.cell_start.last().unwrap() as usize, e.cells.len());
+        assert_eq!(e.cell_start.last(), e.cells.len());
         // A set in another order is the same row.
         apply(&mut t, &s, &ev_n(10, &["b", "a"], -3), true);
         assert_eq!(rows(&t), want);
@@ -891,6 +888,40 @@ mod tests {
         t.remove_property(1);
         assert!(t.customers[0].events.cells.is_empty());
         assert!(rows(&t).iter().all(|r| r.1.is_empty() && r.2.is_empty()));
+    }
+
+    /// A customer whose cells pass 64 KiB (two-byte offsets widen to four)
+    /// through inserts in the middle keeps every row; a trim back under
+    /// that keeps the rest.
+    #[test]
+    fn rows_past_64_kib_of_cells_read_back_through_middle_inserts_and_trim() {
+        let s = schema();
+        let mut t = TablePartition::default();
+        // About 7 bytes of cells a row (texts are dictionary ids): 12,000
+        // rows. Even stamps first, then odd ones into the middle.
+        let tag = |i: i64| format!("tag-{i}");
+        let stamps: Vec<i64> = (0..6000)
+            .map(|i| 2 * i)
+            .chain((0..6000).map(|i| 2 * i + 1))
+            .collect();
+        for &stamp in &stamps {
+            apply(&mut t, &s, &ev_n(stamp, &[&tag(stamp)], stamp), true);
+        }
+        let e = &t.customers[0].events;
+        assert!(
+            e.cells.len() > 65_536,
+            "only {} bytes of cells",
+            e.cells.len()
+        );
+        assert!(matches!(e.cell_start, CellOffsets::Wide(_)));
+        let want: Vec<_> = (0..12_000).map(|i| (i, vec![tag(i)], vec![i])).collect();
+        assert_eq!(rows(&t), want);
+        t.trim(11_990, 0);
+        assert_eq!(rows(&t), want[11_990..]);
+        assert_eq!(
+            t.customers[0].events.cell_start.last(),
+            t.customers[0].events.cells.len()
+        );
     }
 
     #[test]
