@@ -473,3 +473,53 @@ fn next_purchase_pairs_match_a_recount_whether_keys_are_numbered_or_not() {
         assert_eq!(answer(&table, "?sort=pairs"), expected);
     }
 }
+
+#[test]
+fn event_names_past_65535_texts_are_found_by_scans() {
+    // 66,000 distinct texts come first, so an event name seen after them
+    // has a dictionary id past 16 bits: its customers' name columns widen
+    // to four bytes, the others stay at two.
+    let s = Server::start(&["--partitions", "1"]);
+    s.create_table(
+        "wide",
+        &json!({"id_type": "textual", "properties": [{"name": "tag", "type": "text"}]}),
+    );
+    for chunk in 0..3 {
+        let records: Vec<Value> = (0..22_000)
+            .map(|i| {
+                let n = chunk * 22_000 + i;
+                json!({"id": format!("t{}", n % 50), "stamp": 1_700_000_000_000i64 + n,
+                       "event": "seen", "tag": format!("tag{n}")})
+            })
+            .collect();
+        s.insert_ok("wide", &Value::Array(records));
+    }
+    let late: Vec<Value> = (0..7)
+        .flat_map(|c| {
+            (0..3).map(move |i| {
+                json!({"id": format!("t{c}"), "stamp": 1_700_000_100_000i64 + i,
+                       "event": if i == 1 { "late_event" } else { "seen" }})
+            })
+        })
+        .collect();
+    s.insert_ok("wide", &Value::Array(late));
+    let script = "select\n  count id as customers\n  count event as rows all\nend\n\
+                  each_row where event.is(== \"late_event\")\n  << \"late\"\n  \
+                  each_row.continue().next().limit(1) where event.is(== \"seen\")\n    << \"after\"\n  end\nend\n\
+                  each_row.reverse().limit(1) where event.is(== \"seen\")\n  << \"last_seen\"\nend\n";
+    let a = s.request(
+        "POST",
+        "/v1/query/wide/event?sort=group&order=asc",
+        Some(script.as_bytes()),
+        &[("content-type", "text/plain")],
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(
+        a.json,
+        json!({"_": [
+            {"g": "after", "c": [7, 7]},
+            {"g": "last_seen", "c": [50, 50]},
+            {"g": "late", "c": [7, 7]}
+        ]})
+    );
+}

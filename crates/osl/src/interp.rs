@@ -13,7 +13,9 @@ use crate::value::{
     set_insert, values_equal, values_order, ArithOp, CmpOp, DictMap, Key, SetMap, Value,
     MAX_VALUE_DEPTH, TOO_DEEP,
 };
-use crate::view::{CustomerId, CustomerView, CustomerWrite, RunContext, RunOutcome, StoredValue};
+use crate::view::{
+    CustomerId, CustomerView, CustomerWrite, NameIds, RunContext, RunOutcome, StoredValue,
+};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use smallvec::SmallVec;
 use std::cmp::Ordering;
@@ -774,6 +776,25 @@ impl<C: CustomerView> Interp<'_, C> {
         only_event: Option<Option<u32>>,
         visit: &mut dyn FnMut(&mut Self) -> RtResult<(bool, bool)>,
     ) -> RtResult<()> {
+        // Slices fetched once: the loop reads them without going back
+        // through the view for every row, comparing names in the width
+        // they are stored in.
+        let c = self.c;
+        match c.columns() {
+            (stamps, NameIds::Narrow(names)) => self.scan_in(m, only_event, visit, stamps, names),
+            (stamps, NameIds::Wide(names)) => self.scan_in(m, only_event, visit, stamps, names),
+        }
+    }
+
+    /// [`Self::scan`] over names stored as `T`.
+    fn scan_in<T: NameWidth>(
+        &mut self,
+        m: &IterMods,
+        only_event: Option<Option<u32>>,
+        visit: &mut dyn FnMut(&mut Self) -> RtResult<(bool, bool)>,
+        stamps: &[i64],
+        names: &[T],
+    ) -> RtResult<()> {
         let (start, d, limit, bounds) = self.iter_setup(m)?;
         let Some((lo, hi)) = bounds else {
             return Ok(());
@@ -788,19 +809,17 @@ impl<C: CustomerView> Interp<'_, C> {
         let mut matches = 0u64;
         let mut i = start;
         let mut result = Ok(());
-        // (`Some(None)`: the event name is in no row of this partition.)
-        if only_event == Some(None) {
+        // (`Some(None)`: the event name is in no row of this partition; an
+        // id too wide for this customer's names is in none of its rows.)
+        let guard = only_event.flatten();
+        let guard_in = guard.and_then(T::of);
+        if only_event == Some(None) || guard.is_some() && guard_in.is_none() {
             i = -1;
         }
-        let guard = only_event.flatten();
         let jump = match guard {
             Some(id) if d > 0 => Some(self.jump_slot(id)),
             _ => None,
         };
-        // Slices fetched once: the loop reads them without going back
-        // through the view for every row.
-        let c = self.c;
-        let (stamps, names) = c.columns();
         // Unbounded scans never read stamps (a cold cache line per match).
         let bounded = lo != i64::MIN || hi != i64::MAX;
         while matches < limit && i >= 0 && i < n {
@@ -824,7 +843,7 @@ impl<C: CustomerView> Interp<'_, C> {
                 }
             }
             // Rows of other events are passed over without a call.
-            if let Some(id) = guard {
+            if let Some(id) = guard_in {
                 if names.get(i as usize) != Some(&id) {
                     if let Some(j) = jump {
                         if self.st.jumps[j].built {
@@ -911,13 +930,9 @@ impl<C: CustomerView> Interp<'_, C> {
         let mut next = std::mem::take(&mut self.st.jumps[j].next);
         next.clear();
         next.resize(n + 1, n as u32);
-        let (_, names) = self.c.columns();
-        for r in (0..n.min(names.len())).rev() {
-            next[r] = if names[r] == id {
-                r as u32
-            } else {
-                next[r + 1]
-            };
+        match self.c.columns().1 {
+            NameIds::Narrow(names) => fill_jump(&mut next, names, id),
+            NameIds::Wide(names) => fill_jump(&mut next, names, id),
         }
         self.st.jumps[j].next = next;
         self.st.jumps[j].built = true;
@@ -1956,6 +1971,41 @@ impl<C: CustomerView> Interp<'_, C> {
             parent = Some(node);
         }
         Ok(())
+    }
+}
+
+/// An event-name id as a customer's rows store it (two or four bytes).
+trait NameWidth: Copy + PartialEq {
+    /// `id` in this width; `None` when it does not fit (no row of a
+    /// customer storing names this narrow has it).
+    fn of(id: u32) -> Option<Self>;
+}
+
+impl NameWidth for u16 {
+    fn of(id: u32) -> Option<u16> {
+        u16::try_from(id).ok()
+    }
+}
+
+impl NameWidth for u32 {
+    fn of(id: u32) -> Option<u32> {
+        Some(id)
+    }
+}
+
+/// Fills `next` (one more entry than rows, the last the row count) with
+/// the first row at or after each row whose name is `id`.
+fn fill_jump<T: NameWidth>(next: &mut [u32], names: &[T], id: u32) {
+    let Some(id) = T::of(id) else {
+        return;
+    };
+    let n = next.len().saturating_sub(1);
+    for r in (0..n.min(names.len())).rev() {
+        next[r] = if names[r] == id {
+            r as u32
+        } else {
+            next[r + 1]
+        };
     }
 }
 

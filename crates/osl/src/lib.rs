@@ -42,7 +42,9 @@ pub use prefilter::{IndexAtom, IndexProp, Prefilter};
 pub use result_tree::{Column, ColumnAgg, Dedup, GroupKey, RenderOptions, ResultTree, SortBy};
 pub use schema::{Params, PropDef, PropKind, Schema, ScriptKind};
 pub use value::Value;
-pub use view::{CustomerId, CustomerView, CustomerWrite, RunContext, RunOutcome, StoredValue};
+pub use view::{
+    CustomerId, CustomerView, CustomerWrite, NameIds, RunContext, RunOutcome, StoredValue,
+};
 
 #[cfg(test)]
 mod tests;

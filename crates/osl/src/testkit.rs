@@ -3,7 +3,7 @@
 
 use crate::schema::{PropKind, Schema};
 use crate::value::Value;
-use crate::view::{CustomerId, CustomerView};
+use crate::view::{CustomerId, CustomerView, NameIds};
 use std::collections::HashMap;
 
 /// A test partition: schema, dictionary and customers.
@@ -15,6 +15,8 @@ pub struct TestPartition {
     ids: HashMap<String, u32>,
     /// Customers in insertion order.
     pub customers: Vec<TestCustomer>,
+    /// Hand scans four-byte event-name ids even where two would do.
+    pub wide_names: bool,
 }
 
 /// One test customer.
@@ -25,6 +27,8 @@ pub struct TestCustomer {
     /// `rows`' stamps and event ids as columns, for [`CustomerView::columns`].
     stamps: Vec<i64>,
     events: Vec<u32>,
+    /// `events` in two bytes each (truncated where one does not fit).
+    events16: Vec<u16>,
     props: Vec<(u32, u64)>,
     segments: HashMap<String, bool>,
 }
@@ -134,6 +138,7 @@ impl TestPartition {
         if let Some(c) = self.customers.get_mut(customer) {
             c.stamps.push(stamp);
             c.events.push(ev);
+            c.events16.push(ev as u16);
             c.rows.push(TestRow {
                 stamp,
                 event: ev,
@@ -212,9 +217,17 @@ impl CustomerView for TestView<'_> {
             .map_or(0, |r| r.stamp)
     }
 
-    fn columns(&self) -> (&[i64], &[u32]) {
-        self.cust
-            .map_or((&[], &[]), |c| (&c.stamps[..], &c.events[..]))
+    fn columns(&self) -> (&[i64], NameIds<'_>) {
+        match self.cust {
+            // Two bytes an id when they fit, as the store keeps them.
+            Some(c)
+                if !self.part.wide_names && c.events.iter().all(|&e| e <= u32::from(u16::MAX)) =>
+            {
+                (&c.stamps[..], NameIds::Narrow(&c.events16[..]))
+            }
+            Some(c) => (&c.stamps[..], NameIds::Wide(&c.events[..])),
+            None => (&[], NameIds::Wide(&[])),
+        }
     }
 
     fn event(&self, row: usize) -> u32 {

@@ -2394,3 +2394,44 @@ fn chains_that_cannot_be_numbered_fall_back_to_text() {
         assert!(compile_ok(&src).key_chain.is_none(), "template for:\n{src}");
     }
 }
+
+#[test]
+fn narrow_and_wide_name_columns_scan_alike() {
+    // One long customer (jump tables get built: nested look-aheads pass
+    // over many rows) and short ones; scans forward and back, bounded and
+    // not, guarded by an event some customers lack.
+    let mut p = TestPartition::new(schema());
+    let names = ["view", "cart", "buy", "other"];
+    let mut stamp = ms("2024-01-01T00:00:00Z");
+    let long = p.add_customer("long");
+    for i in 0..400i64 {
+        stamp += 600_000 * (1 + i % 7);
+        let name = names[(i * i % 11 % 4) as usize];
+        p.add_row(long, stamp, name, &[("qty", Value::Int(i % 5))]);
+    }
+    for c in 0..6usize {
+        let ci = p.add_customer(&format!("c{c}"));
+        for (k, name) in names
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| (c >> k) & 1 == 1 || *k == 3)
+        {
+            stamp += 3_600_000;
+            p.add_row(ci, stamp, name, &[("qty", Value::Int(k as i64))]);
+        }
+    }
+    let scripts = [
+        "each_row where event.is(== \"view\")\n  t0 = stamp\n  << \"1\"\n  each_row.continue().next().look_ahead(7_days, t0) where event.is(== \"cart\")\n    << \"2\"\n    each_row.continue().next() where event.is(== \"buy\")\n      << \"3\"\n    end\n  end\nend\n",
+        "each_row.reverse() where event.is(== \"buy\") && qty > 1\n  << qty\nend\n",
+        "each_row where event.is(== \"cart\")\n  each_row.continue().next().limit(2) where event.is(== \"missing\")\n    << \"never\"\n  end\n  << \"cart\"\nend\n",
+        "select\n  count id as c\n  sum qty as q\nend\neach_row where event.is(== \"other\")\n  << event\nend\n",
+    ];
+    for src in scripts {
+        let narrow = event_query_on(&p, src, &RenderOptions::default());
+        p.wide_names = true;
+        let wide = event_query_on(&p, src, &RenderOptions::default());
+        p.wide_names = false;
+        assert_eq!(narrow, wide, "script:\n{src}");
+        assert_ne!(narrow["_"], json!([]), "script pushed nothing:\n{src}");
+    }
+}

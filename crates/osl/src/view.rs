@@ -48,7 +48,7 @@ pub trait CustomerView {
     /// Stamps and event-name ids of all rows, as slices (row order): scans
     /// read them directly instead of calling [`CustomerView::stamp`] and
     /// [`CustomerView::event`] per row.
-    fn columns(&self) -> (&[i64], &[u32]);
+    fn columns(&self) -> (&[i64], NameIds<'_>);
     /// Cells of customer property `prop`.
     fn customer_values(&self, prop: u32) -> Self::Values<'_>;
     /// The customer id.
@@ -108,6 +108,31 @@ impl Default for RunContext {
             segment: 0,
             each_value: Value::Nil,
         }
+    }
+}
+
+/// The event-name dictionary ids of a customer's rows, in the width the
+/// store keeps them (two bytes each while they fit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameIds<'a> {
+    /// Two bytes an id.
+    Narrow(&'a [u16]),
+    /// Four bytes an id.
+    Wide(&'a [u32]),
+}
+
+impl NameIds<'_> {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            NameIds::Narrow(n) => n.len(),
+            NameIds::Wide(n) => n.len(),
+        }
+    }
+
+    /// True without rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

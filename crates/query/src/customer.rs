@@ -32,7 +32,10 @@ pub fn customer_history(
         let mut e = Map::new();
         e.insert("stamp".into(), Value::from(stamp));
         e.insert("stamp_iso".into(), Value::from(format_iso8601(stamp)));
-        e.insert("event".into(), Value::from(tp.dict.text(c.events.names[i])));
+        e.insert(
+            "event".into(),
+            Value::from(tp.dict.text(c.events.names.get(i))),
+        );
         e.insert("_".into(), Value::Object(cells_json(&schema, tp, &row)));
         events.push(Value::Object(e));
     }

@@ -4,6 +4,7 @@ use osl::{CustomerId, CustomerView, PropDef, PropKind, RowAccess, Schema};
 use roaring::RoaringBitmap;
 use std::collections::BTreeMap;
 use store::index::{PropertyIndex, EVENT_PROP};
+use store::narrow::NarrowSlice;
 use store::partition::{
     Cell, Customer, Dictionary, RowCells, RowPrefetch, TablePartition, SESSION_GAP,
 };
@@ -124,11 +125,15 @@ impl CustomerView for StoredCustomer<'_> {
     fn kept_session_count(&self, gap: i64) -> Option<i64> {
         (gap == SESSION_GAP).then(|| i64::from(self.customer.sessions()))
     }
-    fn columns(&self) -> (&[i64], &[u32]) {
-        (&self.customer.events.stamps, &self.customer.events.names)
+    fn columns(&self) -> (&[i64], osl::NameIds<'_>) {
+        let names = match self.customer.events.names.as_slice() {
+            NarrowSlice::Narrow(n) => osl::NameIds::Narrow(n),
+            NarrowSlice::Wide(n) => osl::NameIds::Wide(n),
+        };
+        (&self.customer.events.stamps, names)
     }
     fn event(&self, row: usize) -> u32 {
-        self.customer.events.names[row]
+        self.customer.events.names.get(row)
     }
     fn values(&self, row: usize, prop: u32) -> PropCells<'_> {
         PropCells {

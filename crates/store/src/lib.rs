@@ -13,7 +13,7 @@ pub mod index;
 pub mod ingest;
 pub mod json;
 pub mod log;
-pub mod offsets;
+pub mod narrow;
 pub mod partition;
 pub mod record;
 pub mod schema;

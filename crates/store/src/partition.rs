@@ -10,7 +10,7 @@ use crate::codec::{
 };
 use crate::index::{PropertyIndex, EVENT_PROP};
 use crate::log::Lsn;
-use crate::offsets::CellOffsets;
+use crate::narrow::NarrowVec;
 use crate::record::CustomerKey;
 use crate::schema::TableSchema;
 use crate::varint::encode_row;
@@ -85,19 +85,20 @@ pub struct Cell {
     pub value: u64,
 }
 
-/// A customer's events, columnar: row `i` has `stamps[i]`, `names[i]` and
-/// the cells encoded in `cells` from offset `cell_start.get(i)` to `i + 1`'s
+/// A customer's events, columnar: row `i` has `stamps[i]`, `names.get(i)`
+/// and the cells encoded in `cells` from offset `cell_start.get(i)` to
+/// `i + 1`'s
 /// (ascending property id; read them with [`Events::row_cells`]).
 #[derive(Default, Debug)]
 #[repr(C)]
 pub struct Events {
     /// Milliseconds since the epoch, ascending.
     pub stamps: Vec<i64>,
-    /// Event name dictionary ids.
-    pub names: Vec<u32>,
+    /// Event name dictionary ids (two bytes each while they fit).
+    pub names: NarrowVec,
     /// Byte offset of each row's cells in `cells`; one more entry than rows
     /// (two bytes each for streams under 64 KiB).
-    pub cell_start: CellOffsets,
+    pub cell_start: NarrowVec,
     /// Property values of all rows, encoded by [`crate::varint::encode_row`]:
     /// about 4 bytes a cell, where a [`Cell`] takes 12, and cells are most
     /// of a table's memory.
@@ -124,7 +125,7 @@ impl Events {
     /// The encoded cells of row `i`.
     #[inline]
     pub fn row_bytes(&self, i: usize) -> &[u8] {
-        &self.cells[self.cell_start.get(i)..self.cell_start.get(i + 1)]
+        &self.cells[self.cell_start.get(i) as usize..self.cell_start.get(i + 1) as usize]
     }
 
     /// Inserts a row at `at` with its cells already encoded in `row`.
@@ -134,7 +135,7 @@ impl Events {
         }
         let cell_at = self.cell_start.get(at);
         grow_gently(&mut self.stamps, 1);
-        grow_gently(&mut self.names, 1);
+        self.names.reserve_gently(1);
         self.cell_start.reserve_gently(1);
         grow_gently(&mut self.cells, row.len());
         if at == self.stamps.len() {
@@ -142,14 +143,15 @@ impl Events {
             self.stamps.push(stamp);
             self.names.push(name);
             self.cells.extend_from_slice(row);
-            self.cell_start.push(cell_at + row.len());
+            self.cell_start.push(cell_at + row.len() as u32);
             return;
         }
         self.stamps.insert(at, stamp);
         self.names.insert(at, name);
-        self.cells.splice(cell_at..cell_at, row.iter().copied());
+        self.cells
+            .splice(cell_at as usize..cell_at as usize, row.iter().copied());
         self.cell_start
-            .insert(at + 1, cell_at + row.len(), row.len());
+            .insert_shifting(at + 1, cell_at + row.len() as u32, row.len() as u32);
     }
 
     fn remove_prop(&mut self, prop: u32) {
@@ -157,11 +159,11 @@ impl Events {
             return;
         }
         let mut cells = Vec::with_capacity(self.cells.len());
-        let mut starts = CellOffsets::default();
+        let mut starts = NarrowVec::default();
         starts.push(0);
         for i in 0..self.len() {
             encode_row(self.row_cells(i).filter(|c| c.prop != prop), &mut cells);
-            starts.push(cells.len());
+            starts.push(cells.len() as u32);
         }
         self.cells = cells;
         self.cell_start = starts;
@@ -293,11 +295,12 @@ impl Customer {
             prefetch(self.props.as_ptr());
         }
         if what.rows {
-            prefetch(e.names.as_ptr());
             // A guarded scan reads names until a match: the first few
-            // lines (16 names each) cover most customers.
-            for line in 1..6.min(e.names.len().div_ceil(16)) {
-                prefetch(e.names.as_ptr().wrapping_add(line * 16));
+            // lines (32 or 16 names each) cover most customers.
+            let (first, per_line) = e.names.addr(0);
+            prefetch(first);
+            for line in 1..6.min(e.names.len().div_ceil(per_line)) {
+                prefetch(first.wrapping_add(line * 64));
             }
             prefetch(e.cell_start.addr(0).0);
             prefetch(e.cells.as_ptr());
@@ -499,7 +502,7 @@ impl TablePartition {
         let mut at = events.stamps.partition_point(|&s| s <= rec.stamp);
         while at > 0
             && events.stamps[at - 1] == rec.stamp
-            && ranks[events.names[at - 1] as usize] > rank
+            && ranks[events.names.get(at - 1) as usize] > rank
         {
             at -= 1;
         }
@@ -508,7 +511,7 @@ impl TablePartition {
             let mut found = false;
             while i > 0 && events.stamps[i - 1] == rec.stamp && !found {
                 i -= 1;
-                found = events.names[i] == name && same_cells(events, i, &bytes, &row);
+                found = events.names.get(i) == name && same_cells(events, i, &bytes, &row);
             }
             found
         };
@@ -561,18 +564,19 @@ impl TablePartition {
             let ci = ci as u32;
             // Forget the customer's event values, then index what remains.
             for i in 0..n {
-                self.index.remove(EVENT_PROP, u64::from(ev.names[i]), ci);
+                self.index
+                    .remove(EVENT_PROP, u64::from(ev.names.get(i)), ci);
                 for cell in ev.row_cells(i) {
                     self.index.remove(cell.prop, cell.value, ci);
                 }
             }
-            let cut = ev.cell_start.get(start);
+            let cut = ev.cell_start.get(start) as usize;
             ev.stamps.drain(..start);
-            ev.names.drain(..start);
+            ev.names.drain_front(start);
             ev.cells.drain(..cut);
             ev.cell_start.cut_front(start);
             for i in 0..ev.len() {
-                self.index.add(EVENT_PROP, u64::from(ev.names[i]), ci);
+                self.index.add(EVENT_PROP, u64::from(ev.names.get(i)), ci);
                 for cell in ev.row_cells(i) {
                     self.index.add(cell.prop, cell.value, ci);
                 }
@@ -614,7 +618,7 @@ impl TablePartition {
                     Some(i) => {
                         row.clear();
                         row.extend(c.events.row_cells(i));
-                        let name = self.dict.text(c.events.names[i]);
+                        let name = self.dict.text(c.events.names.get(i));
                         (c.events.stamps[i], Some(name), &row[..], false)
                     }
                 };
@@ -742,7 +746,7 @@ mod tests {
     fn names(t: &TablePartition) -> Vec<(i64, String)> {
         let e = &t.customers[0].events;
         (0..e.len())
-            .map(|i| (e.stamps[i], t.dict.text(e.names[i]).to_string()))
+            .map(|i| (e.stamps[i], t.dict.text(e.names.get(i)).to_string()))
             .collect()
     }
 
@@ -871,7 +875,7 @@ mod tests {
         assert_eq!(rows(&t), want);
         let e = &t.customers[0].events;
         assert_eq!(e.cell_start.len(), 6);
-        assert_eq!(e.cell_start.last(), e.cells.len());
+        assert_eq!(e.cell_start.last() as usize, e.cells.len());
         // A set in another order is the same row.
         apply(&mut t, &s, &ev_n(10, &["b", "a"], -3), true);
         assert_eq!(rows(&t), want);
@@ -913,13 +917,13 @@ mod tests {
             "only {} bytes of cells",
             e.cells.len()
         );
-        assert!(matches!(e.cell_start, CellOffsets::Wide(_)));
+        assert!(matches!(e.cell_start, NarrowVec::Wide(_)));
         let want: Vec<_> = (0..12_000).map(|i| (i, vec![tag(i)], vec![i])).collect();
         assert_eq!(rows(&t), want);
         t.trim(11_990, 0);
         assert_eq!(rows(&t), want[11_990..]);
         assert_eq!(
-            t.customers[0].events.cell_start.last(),
+            t.customers[0].events.cell_start.last() as usize,
             t.customers[0].events.cells.len()
         );
     }
