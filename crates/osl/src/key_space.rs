@@ -220,14 +220,15 @@ mod tests {
         TemplateItem::Lit(Arc::from(t))
     }
 
+    /// `v + " > " + prop`.
+    fn var_arrow_prop() -> KeyTemplate {
+        let items = vec![TemplateItem::Var(0), lit(" > "), TemplateItem::Prop(3)];
+        KeyTemplate::of(items).expect("var > prop")
+    }
+
     #[test]
     fn templates_need_a_literal_between_two_parts() {
-        let t = KeyTemplate::of(vec![
-            TemplateItem::Var(0),
-            lit(" > "),
-            TemplateItem::Prop(3),
-        ])
-        .expect("var > prop");
+        let t = var_arrow_prop();
         assert_eq!(t.separator.as_deref(), Some(" > "));
         assert_eq!(t.overlaps, vec![Arc::<str>::from(" >")]);
         assert_eq!(t.varying(), 2);
@@ -322,12 +323,7 @@ mod tests {
 
     #[test]
     fn keys_spell_their_texts_and_a_separator_in_the_first_part_fails() {
-        let t = KeyTemplate::of(vec![
-            TemplateItem::Var(0),
-            lit(" > "),
-            TemplateItem::Prop(3),
-        ])
-        .expect("template");
+        let t = var_arrow_prop();
         let space = Arc::new(KeySpace::new(t));
         let a = space.intern(0, "shoe").expect("a");
         let b = space
