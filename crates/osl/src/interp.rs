@@ -1812,15 +1812,6 @@ impl<C: CustomerView> Interp<'_, C> {
         let mut ids = [0u32; 2];
         let mut part = 0;
         for (i, item) in template.items.iter().enumerate() {
-            let in_place = match item {
-                TemplateItem::Lit(_) => continue,
-                TemplateItem::Prop(index) if self.on_row() => self
-                    .c
-                    .values(self.cursor, *index)
-                    .next()
-                    .map(|raw| raw as u32),
-                _ => None,
-            };
             let var_text = match item {
                 TemplateItem::Var(slot) => match self.st.vars.get(*slot as usize) {
                     Some(Value::Text(t)) => Some(t),
@@ -1828,10 +1819,19 @@ impl<C: CustomerView> Interp<'_, C> {
                 },
                 _ => None,
             };
-            // An id-only variable is its noted id; another one holding the
-            // very dictionary text it was assigned from (same allocation,
-            // so the same id) is numbered by that id too.
+            // The dictionary id of the part, when it can be had without
+            // its text: a property's value at the cursor row; an id-only
+            // variable's noted id; or the noted id of a variable still
+            // holding that very dictionary text (same allocation, so the
+            // same id).
             let in_place = match item {
+                TemplateItem::Lit(_) => continue,
+                TemplateItem::Prop(index) if self.on_row() => self
+                    .c
+                    .values(self.cursor, *index)
+                    .next()
+                    .map(|raw| raw as u32),
+                TemplateItem::Prop(_) => None,
                 TemplateItem::Var(slot) => self
                     .st
                     .var_text_ids
@@ -1843,7 +1843,6 @@ impl<C: CustomerView> Interp<'_, C> {
                             || var_text
                                 .is_some_and(|t| std::ptr::eq(self.c.text(id).as_ptr(), t.as_ptr()))
                     }),
-                _ => in_place,
             };
             let id = match (in_place, var_text) {
                 (Some(text_id), _) => self.key_of_text_id(space, part, text_id),
