@@ -295,6 +295,26 @@ pub enum Stmt {
     Expr(Expr),
 }
 
+/// Calls `f` on every statement, those in bodies (`if`, `for`,
+/// `each_row`) included, each before its body's.
+pub fn each_stmt<'a>(stmts: &'a [Stmt], f: &mut impl FnMut(&'a Stmt)) {
+    for s in stmts {
+        f(s);
+        match s {
+            Stmt::If { arms, otherwise } => {
+                for (_, body) in arms {
+                    each_stmt(body, f);
+                }
+                if let Some(body) = otherwise {
+                    each_stmt(body, f);
+                }
+            }
+            Stmt::For { body, .. } | Stmt::EachRow { body, .. } => each_stmt(body, f),
+            _ => {}
+        }
+    }
+}
+
 /// Renders statements as an indented, readable listing.
 pub fn listing(
     stmts: &[Stmt],

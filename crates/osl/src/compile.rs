@@ -10,7 +10,7 @@
 //! makes `debug_listing()` a direct rendering, and needs no unsafe code or
 //! allocation per evaluated node.
 
-use crate::ast::{listing, prop_name, Expr, PropKind, PropRef, Stmt};
+use crate::ast::{each_stmt, listing, prop_name, Expr, PropKind, PropRef, Stmt};
 use crate::error::{CompileError, ErrorCode, Pos};
 use crate::key_space::{KeySpace, KeyTemplate, TemplateItem};
 use crate::lexer::tokenize;
@@ -359,25 +359,12 @@ fn compile_inner(
 /// properties and variables (see [`KeyTemplate::of`]). With more pushes,
 /// keys of different shapes would share levels.
 fn key_chain(stmts: &[Stmt]) -> Option<(KeyTemplate, Vec<Expr>)> {
-    fn pushes<'a>(stmts: &'a [Stmt], out: &mut Vec<&'a [Expr]>) {
-        for s in stmts {
-            match s {
-                Stmt::Push { groups, .. } => out.push(groups),
-                Stmt::If { arms, otherwise } => {
-                    for (_, body) in arms {
-                        pushes(body, out);
-                    }
-                    if let Some(body) = otherwise {
-                        pushes(body, out);
-                    }
-                }
-                Stmt::For { body, .. } | Stmt::EachRow { body, .. } => pushes(body, out),
-                _ => {}
-            }
-        }
-    }
     let mut all = Vec::new();
-    pushes(stmts, &mut all);
+    each_stmt(stmts, &mut |s| {
+        if let Stmt::Push { groups, .. } = s {
+            all.push(&groups[..]);
+        }
+    });
     let [[chain @ Expr::Arith(ArithOp::Add, ..)]] = all[..] else {
         return None;
     };
@@ -421,34 +408,30 @@ fn id_only_vars(
     reads: &[(u32, Pos)],
     reserved: &[u32],
 ) -> Vec<u32> {
-    fn writes_only_props(stmts: &[Stmt], slot: u32) -> bool {
-        stmts.iter().all(|s| match s {
+    // Every write of the slot is `slot = text_property` (a `for` over it
+    // writes too).
+    let writes_only_props = |slot: u32| {
+        let mut only = true;
+        each_stmt(stmts, &mut |s| match s {
             Stmt::Assign {
                 target, op, value, ..
-            } => {
-                target.slot != slot
-                    || (op.is_none()
-                        && target.path.is_empty()
-                        && matches!(
-                            value,
-                            Expr::Prop(PropRef::User {
-                                kind: PropKind::Text,
-                                is_set: false,
-                                ..
-                            })
-                        ))
+            } if target.slot == slot => {
+                only &= op.is_none()
+                    && target.path.is_empty()
+                    && matches!(
+                        value,
+                        Expr::Prop(PropRef::User {
+                            kind: PropKind::Text,
+                            is_set: false,
+                            ..
+                        })
+                    );
             }
-            Stmt::If { arms, otherwise } => {
-                arms.iter().all(|(_, b)| writes_only_props(b, slot))
-                    && otherwise
-                        .as_ref()
-                        .is_none_or(|b| writes_only_props(b, slot))
-            }
-            Stmt::For { var, body, .. } => *var != slot && writes_only_props(body, slot),
-            Stmt::EachRow { body, .. } => writes_only_props(body, slot),
-            _ => true,
-        })
-    }
+            Stmt::For { var, .. } if *var == slot => only = false,
+            _ => {}
+        });
+        only
+    };
     let mut out = Vec::new();
     for item in &template.items {
         let TemplateItem::Var(slot) = item else {
@@ -463,7 +446,7 @@ fn id_only_vars(
         if read == in_chain
             && !reserved.contains(slot)
             && !out.contains(slot)
-            && writes_only_props(stmts, *slot)
+            && writes_only_props(*slot)
         {
             out.push(*slot);
         }

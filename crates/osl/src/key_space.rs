@@ -98,14 +98,6 @@ impl KeyTemplate {
         };
         !first.contains(&**sep) && !self.overlaps.iter().any(|o| first.ends_with(&**o))
     }
-
-    /// Number of varying parts (1 or 2).
-    pub fn varying(&self) -> usize {
-        self.items
-            .iter()
-            .filter(|i| !matches!(i, TemplateItem::Lit(_)))
-            .count()
-    }
 }
 
 #[derive(Debug, Default)]
@@ -131,11 +123,6 @@ impl KeySpace {
             interned: Mutex::new(Interned::default()),
             failed: AtomicBool::new(false),
         }
-    }
-
-    /// The template its keys follow.
-    pub fn template(&self) -> &KeyTemplate {
-        &self.template
     }
 
     /// The number of `text` as the varying part `part` (0 or 1), or `None`
@@ -231,7 +218,6 @@ mod tests {
         let t = var_arrow_prop();
         assert_eq!(t.separator.as_deref(), Some(" > "));
         assert_eq!(t.overlaps, vec![Arc::<str>::from(" >")]);
-        assert_eq!(t.varying(), 2);
         assert!(KeyTemplate::of(vec![TemplateItem::Var(0), TemplateItem::Prop(3)]).is_none());
         assert!(
             KeyTemplate::of(vec![TemplateItem::Var(0), lit(""), TemplateItem::Prop(3)]).is_none()

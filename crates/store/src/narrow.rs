@@ -96,6 +96,13 @@ impl NarrowVec {
     /// values after it (offsets: a row of `grow` bytes went in before them).
     pub fn insert_shifting(&mut self, i: usize, value: u32, grow: u32) {
         self.fit(self.last().max(value).saturating_add(grow));
+        if grow == 0 {
+            match self {
+                NarrowVec::Narrow(v) => v.insert(i, value as u16),
+                NarrowVec::Wide(v) => v.insert(i, value),
+            }
+            return;
+        }
         match self {
             NarrowVec::Narrow(v) => {
                 v.insert(i, value as u16);
