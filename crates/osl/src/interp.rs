@@ -59,6 +59,10 @@ pub struct RunState {
     program: u64,
     /// Group paths of memoized pushes, by memo site, built on first use.
     memo_paths: Vec<Option<SmallVec<[GroupKey; 4]>>>,
+    /// The nodes each memoized push's path leads to, by memo site, in the
+    /// tree with that `ResultTree::uid` (0: not looked up yet). A tree's
+    /// nodes never move, so later runs count there without a lookup.
+    memo_nodes: Vec<(u64, SmallVec<[u32; 4]>)>,
     /// Per-state copies of the program's text literals, by the address of
     /// the program's `Arc` (see `Interp::literal_text`).
     literals: HashMap<usize, Arc<str>>,
@@ -231,6 +235,7 @@ impl Program {
         if state.program != self.uid {
             state.memo_seen = vec![0; self.memo_sites as usize];
             state.memo_paths.clear();
+            state.memo_nodes.clear();
             state.program = self.uid;
         }
         state.sessions_ready = false;
@@ -1618,14 +1623,35 @@ impl<C: CustomerView> Interp<'_, C> {
             }
             self.st.memo_paths[site] = Some(path);
         }
-        let Some(path) = self.st.memo_paths[site].take() else {
-            return Ok(());
+        let tree = self.out.uid();
+        let nodes = match self.st.memo_nodes.get(site) {
+            Some((uid, nodes)) if *uid == tree => nodes.clone(),
+            _ => {
+                let Some(path) = self.st.memo_paths[site].as_ref() else {
+                    return Ok(());
+                };
+                let mut nodes = SmallVec::<[u32; 4]>::new();
+                let mut parent = None;
+                for key in path.iter() {
+                    let Some(node) = self.out.child(parent, key.as_key_ref()) else {
+                        return self.fail("the result is too large");
+                    };
+                    nodes.push(node);
+                    parent = Some(node);
+                }
+                if self.st.memo_nodes.len() <= site {
+                    self.st.memo_nodes.resize(site + 1, (0, SmallVec::new()));
+                }
+                self.st.memo_nodes[site] = (tree, nodes.clone());
+                nodes
+            }
         };
         let cols = self.column_values();
-        let r = self.aggregate_path(&path, &cols);
+        for &node in nodes.iter() {
+            self.count_at(node, &cols);
+        }
         self.st.col_vals = cols;
-        self.st.memo_paths[site] = Some(path);
-        r
+        Ok(())
     }
 
     fn push(&mut self, groups: &[Value]) -> RtResult<()> {
@@ -1941,35 +1967,39 @@ impl<C: CustomerView> Interp<'_, C> {
         path: impl Iterator<Item = KeyRef<'k>>,
         cols: &[(Option<i64>, DKey)],
     ) -> RtResult<()> {
-        let seg = self.ctx.segment.min(self.out.segments() - 1);
-        let ncols = self.prog.columns.len();
-        let run_no = self.st.run_no;
         let mut parent = None;
         for key in path {
             let Some(node) = self.out.child(parent, key) else {
                 return self.fail("the result is too large");
             };
-            // Every push reaching a node counts all its columns, so one mark
-            // per node and run settles every once-per-customer column.
-            let first_for_customer = self.out.mark_customer(node, run_no);
-            for (ci, (v, dk)) in cols.iter().enumerate() {
-                let Some(col) = self.prog.columns.get(ci) else {
-                    continue;
-                };
-                let counted = match col.dedup {
-                    Dedup::All => true,
-                    Dedup::Customer => first_for_customer,
-                    _ => self.st.dedup.insert((u64::from(node), ci as u32, *dk)),
-                };
-                if !counted {
-                    continue;
-                }
-                let Some(v) = v else { continue };
-                self.out.add(node, seg * ncols + ci, *v);
-            }
+            self.count_at(node, cols);
             parent = Some(node);
         }
         Ok(())
+    }
+
+    /// Counts a push's column values `cols` at `node`.
+    fn count_at(&mut self, node: u32, cols: &[(Option<i64>, DKey)]) {
+        let seg = self.ctx.segment.min(self.out.segments() - 1);
+        let ncols = self.prog.columns.len();
+        // Every push reaching a node counts all its columns, so one mark
+        // per node and run settles every once-per-customer column.
+        let first_for_customer = self.out.mark_customer(node, self.st.run_no);
+        for (ci, (v, dk)) in cols.iter().enumerate() {
+            let Some(col) = self.prog.columns.get(ci) else {
+                continue;
+            };
+            let counted = match col.dedup {
+                Dedup::All => true,
+                Dedup::Customer => first_for_customer,
+                _ => self.st.dedup.insert((u64::from(node), ci as u32, *dk)),
+            };
+            if !counted {
+                continue;
+            }
+            let Some(v) = v else { continue };
+            self.out.add(node, seg * ncols + ci, *v);
+        }
     }
 }
 

@@ -430,7 +430,7 @@ impl Default for RenderOptions {
 /// hash tables of small entries pointing into them. A big result (tens of
 /// thousands of keys) is thus a few allocations: lookups touch a compact
 /// table, and merging or dropping a tree does not walk scattered nodes.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ResultTree {
     columns: Arc<[Column]>,
     segments: usize,
@@ -452,7 +452,12 @@ pub struct ResultTree {
     texts: String,
     /// Numbers of interned push keys, shared by the trees of one query.
     key_space: Option<Arc<KeySpace>>,
+    /// This tree's identity, unique in the process (see [`Self::uid`]).
+    uid: u64,
 }
+
+/// The next [`ResultTree::uid`] (0 is never one).
+static NEXT_TREE_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// How many slots ahead a merge asks for the other tree's records.
 const MERGE_AHEAD: usize = 8;
@@ -467,6 +472,26 @@ fn prefetch<T>(p: *const T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
+}
+
+impl Clone for ResultTree {
+    /// A copy with its own [`ResultTree::uid`]: the two trees grow apart,
+    /// so node indexes a run remembers for one must not serve the other.
+    fn clone(&self) -> ResultTree {
+        ResultTree {
+            columns: self.columns.clone(),
+            segments: self.segments,
+            layout: self.layout.clone(),
+            record: self.record,
+            roots: self.roots.clone(),
+            children: self.children.clone(),
+            nodes: self.nodes,
+            words: self.words.clone(),
+            texts: self.texts.clone(),
+            key_space: self.key_space.clone(),
+            uid: NEXT_TREE_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
 }
 
 fn split_i128(v: i128) -> (u64, u64) {
@@ -514,7 +539,14 @@ impl ResultTree {
             words: Vec::new(),
             texts: String::new(),
             key_space: None,
+            uid: NEXT_TREE_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// A number no other tree of this process has (a clone gets its own):
+    /// runs remember node indexes by it.
+    pub(crate) fn uid(&self) -> u64 {
+        self.uid
     }
 
     /// This empty tree filing interned push keys in `space` (trees merged

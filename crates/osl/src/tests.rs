@@ -2527,3 +2527,56 @@ fn random_chains_and_texts_give_the_same_tree_numbered_or_not() {
         "only {numbered} of 200 kept numbered keys ({failed} fell back)"
     );
 }
+
+/// Memoized pushes remember the nodes they counted at, by tree: a state
+/// that moves on to another tree, or to a copy of its tree that has
+/// grown apart, must look its nodes up again.
+#[test]
+fn memoized_push_nodes_follow_the_tree_not_the_state() {
+    let src = "each_row where event.is(== \"purchase\")\n  << \"bought\", \"x\"\nend\n\
+               each_row where event.is(== \"view\")\n  << \"viewed\"\nend\n";
+    let prog = compile_ok(src);
+    assert!(prog.memo_sites >= 2, "the pushes are memoized");
+    // The first four customers only buy; the last four also view.
+    let mut p = TestPartition::new(schema());
+    for c in 0..8 {
+        let ci = p.add_customer(&format!("c{c}"));
+        p.add_row(ci, ms("2024-03-01T10:00:00Z"), "purchase", &[]);
+        if c >= 4 {
+            p.add_row(ci, ms("2024-03-01T11:00:00Z"), "view", &[]);
+        }
+    }
+    let o = RenderOptions {
+        sort: SortBy::Group,
+        descending: false,
+        trim: None,
+    };
+    let run = |st: &mut RunState, tree: &mut ResultTree, customers: std::ops::Range<usize>| {
+        for i in customers {
+            prog.run(&p.view(i), &ctx(), st, tree).expect("run");
+        }
+    };
+    let mut fresh = prog.new_tree(1);
+    run(&mut prog.new_state(), &mut fresh, 0..8);
+    let want = fresh.render(&o);
+    assert_eq!(want["_"][1]["g"], "viewed");
+    assert_eq!(want["_"][1]["c"], json!([4]));
+
+    // One state, a second tree.
+    let mut st = prog.new_state();
+    let mut first = prog.new_tree(1);
+    run(&mut st, &mut first, 0..8);
+    let mut second = prog.new_tree(1);
+    run(&mut st, &mut second, 0..8);
+    assert_eq!(second.render(&o), want);
+
+    // A copy taken before "viewed" existed, then the original grows it.
+    let mut st = prog.new_state();
+    let mut original = prog.new_tree(1);
+    run(&mut st, &mut original, 0..4);
+    let mut copy = original.clone();
+    run(&mut st, &mut original, 4..8);
+    run(&mut st, &mut copy, 4..8);
+    assert_eq!(original.render(&o), want);
+    assert_eq!(copy.render(&o), want);
+}
