@@ -1599,8 +1599,8 @@ impl<C: CustomerView> Interp<'_, C> {
     // ----- pushes ----------------------------------------------------------------
 
     /// A memoized push (literal groups): the path of scalar groups is
-    /// built once per state and reused by every later run, so firing costs
-    /// the node lookups and nothing else. Lists fan out as usual.
+    /// built once per state, and the nodes it leads to are looked up once
+    /// per tree; later runs only count there. Lists fan out as usual.
     fn push_memoized(&mut self, site: usize, groups: &[Expr]) -> RtResult<()> {
         if self.st.memo_paths.len() <= site {
             self.st.memo_paths.resize(site + 1, None);
