@@ -1624,31 +1624,31 @@ impl<C: CustomerView> Interp<'_, C> {
             self.st.memo_paths[site] = Some(path);
         }
         let tree = self.out.uid();
-        let nodes = match self.st.memo_nodes.get(site) {
-            Some((uid, nodes)) if *uid == tree => nodes.clone(),
-            _ => {
-                let Some(path) = self.st.memo_paths[site].as_ref() else {
-                    return Ok(());
+        if !matches!(self.st.memo_nodes.get(site), Some((uid, _)) if *uid == tree) {
+            let Some(path) = self.st.memo_paths[site].as_ref() else {
+                return Ok(());
+            };
+            let mut nodes = SmallVec::<[u32; 4]>::new();
+            let mut parent = None;
+            for key in path.iter() {
+                let Some(node) = self.out.child(parent, key.as_key_ref()) else {
+                    return self.fail("the result is too large");
                 };
-                let mut nodes = SmallVec::<[u32; 4]>::new();
-                let mut parent = None;
-                for key in path.iter() {
-                    let Some(node) = self.out.child(parent, key.as_key_ref()) else {
-                        return self.fail("the result is too large");
-                    };
-                    nodes.push(node);
-                    parent = Some(node);
-                }
-                if self.st.memo_nodes.len() <= site {
-                    self.st.memo_nodes.resize(site + 1, (0, SmallVec::new()));
-                }
-                self.st.memo_nodes[site] = (tree, nodes.clone());
-                nodes
+                nodes.push(node);
+                parent = Some(node);
             }
-        };
+            if self.st.memo_nodes.len() <= site {
+                self.st.memo_nodes.resize(site + 1, (0, SmallVec::new()));
+            }
+            self.st.memo_nodes[site] = (tree, nodes);
+        }
         let cols = self.column_values();
-        for &node in nodes.iter() {
+        // (Read in place: copying the node list per push cost more than
+        // the lookups it saves.)
+        let mut k = 0;
+        while let Some(&node) = self.st.memo_nodes.get(site).and_then(|(_, n)| n.get(k)) {
             self.count_at(node, &cols);
+            k += 1;
         }
         self.st.col_vals = cols;
         Ok(())
