@@ -2580,3 +2580,64 @@ fn memoized_push_nodes_follow_the_tree_not_the_state() {
     assert_eq!(original.render(&o), want);
     assert_eq!(copy.render(&o), want);
 }
+
+/// `.continue().next().limit(1)` guarded by an event name alone (the scan
+/// passes other rows by their name ids) against its guard-free twin (the
+/// condition evaluated row by row): pairs, nesting, `break` inside (one
+/// and two levels), a look-ahead outside any loop, a name no row has, a
+/// long customer whose scans skip many rows, and names stored two and four
+/// bytes wide.
+#[test]
+fn next_row_look_aheads_match_the_general_scan() {
+    let names = ["view", "buy", "other"];
+    for wide in [false, true] {
+        let mut p = TestPartition::new(schema());
+        p.wide_names = wide;
+        let mut seed = 7u32;
+        for c in 0..12 {
+            let ci = p.add_customer(&format!("c{c}"));
+            let mut stamp = ms("2024-01-01T00:00:00Z");
+            for r in 0..(c % 5) * 3 + 1 {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                let name = names[(seed >> 16) as usize % names.len()];
+                stamp += 60_000;
+                let title = format!("t{}", (seed >> 8) % 4);
+                p.add_row(
+                    ci,
+                    stamp,
+                    name,
+                    &[("title", t(&title)), ("qty", Value::Int(r as i64))],
+                );
+            }
+        }
+        // A long customer whose purchases are far apart: its scans skip
+        // many rows (and build jump tables).
+        let ci = p.add_customer("long");
+        for r in 0..400 {
+            let name = match r % 61 {
+                0 => "buy",
+                7 => "other",
+                _ => "view",
+            };
+            let title = format!("t{}", r % 3);
+            let stamp = ms("2024-01-01T00:00:00Z") + 60_000 * r;
+            p.add_row(
+                ci,
+                stamp,
+                name,
+                &[("title", t(&title)), ("qty", Value::Int(r))],
+            );
+        }
+        let scripts = [
+            // Each purchase and the next one.
+            "each_row where event.is(== \"buy\")\n  p = title\n  each_row.continue().next().limit(1) where event.is(== \"buy\")\n    << p + \" > \" + title\n  end\nend\n",
+            // The next view after each purchase, nested twice, with a push after.
+            "each_row where event.is(== \"buy\")\n  each_row.continue().next().limit(1) where event.is(== \"view\")\n    << \"view\", qty\n    each_row.continue().next().limit(1) where event.is(== \"buy\")\n      << \"buy again\", title\n    end\n  end\n  << \"after\"\nend\n",
+            // `break` inside the look-ahead, and `break(2)` leaving the outer loop too.
+            "each_row where event.is(== \"view\")\n  each_row.continue().next().limit(1) where event.is(== \"buy\")\n    << \"b1\", qty\n    break\n  end\n  << \"v\"\nend\neach_row where event.is(== \"view\")\n  each_row.continue().next().limit(1) where event.is(== \"other\")\n    << \"o\", qty\n    break(2)\n  end\n  << \"not after the first other\"\nend\n",
+            // Outside any loop (from row 1), and a name no row has.
+            "each_row.continue().next().limit(1) where event.is(== \"buy\")\n  << \"first buy after row 0\", qty\nend\neach_row where event.is(== \"view\")\n  each_row.continue().next().limit(1) where event.is(== \"missing\")\n    << \"never\"\n  end\n  << \"views\"\nend\n",
+        ];
+        assert_guard_free_twins_agree(&p, &scripts);
+    }
+}
