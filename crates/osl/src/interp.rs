@@ -434,6 +434,8 @@ struct Interp<'r, C: CustomerView> {
     break_depth: u32,
     pos: Pos,
     outcome: &'r mut RunOutcome,
+    /// The run's last [`Self::next_named`]: (name id, from, found).
+    last_named: (u32, usize, Option<usize>),
 }
 
 fn rt<T>(code: ErrorCode, detail: impl Into<String>, pos: Pos) -> RtResult<T> {
@@ -462,6 +464,7 @@ impl<'r, C: CustomerView> Interp<'r, C> {
             break_depth: 0,
             pos: Pos::default(),
             outcome,
+            last_named: (u32::MAX, usize::MAX, None),
         }
     }
 }
@@ -956,6 +959,24 @@ impl<C: CustomerView> Interp<'_, C> {
             Some(Expr::Filter(_)) if guard.is_some() => None,
             c => c,
         };
+        // The two commonest loops, guarded by an event name alone, go
+        // straight from one row of that name to the next: every row of it
+        // (no modifiers), or the next one after the cursor
+        // (`.continue().next().limit(1)`).
+        if let (None, Some(id)) = (cond, guard) {
+            let from = if is_every_row(m) {
+                Some((0, u64::MAX))
+            } else if is_next_one(m) {
+                Some((self.cursor.saturating_add(1), 1))
+            } else {
+                None
+            };
+            if let Some((from, limit)) = from {
+                let r = self.rows_named(id, from, limit, body);
+                self.loop_depth -= 1;
+                return r;
+            }
+        }
         let r = self.scan(m, guard, &mut |me: &mut Self| {
             if let Some(c) = cond {
                 if !me.eval(c)?.truthy() {
@@ -980,6 +1001,76 @@ impl<C: CustomerView> Interp<'_, C> {
         self.loop_depth -= 1;
         r?;
         Ok(flow)
+    }
+
+    /// [`Self::each_row`] over the rows named by dictionary id `id` (`None`:
+    /// a name no row of the partition has), from row `from` on, for at most
+    /// `limit` of them, as the general scan would run them.
+    fn rows_named(
+        &mut self,
+        id: Option<u32>,
+        from: usize,
+        limit: u64,
+        body: &[Stmt],
+    ) -> RtResult<Flow> {
+        let Some(id) = id else {
+            return Ok(Flow::Normal);
+        };
+        let saved = self.cursor;
+        self.st.windows.push(None);
+        let mut flow = Ok(Flow::Normal);
+        let mut next = from;
+        let mut done = 0u64;
+        while done < limit {
+            let Some(row) = self.next_named(id, next) else {
+                break;
+            };
+            self.cursor = row;
+            done += 1;
+            match self.block(body) {
+                Ok(Flow::Normal | Flow::Continue) => {}
+                Ok(Flow::Break) => {
+                    if self.break_depth > 1 {
+                        self.break_depth -= 1;
+                        flow = Ok(Flow::Break);
+                    }
+                    break;
+                }
+                Ok(Flow::Stop) => {
+                    flow = Ok(Flow::Stop);
+                    break;
+                }
+                Err(e) => {
+                    flow = Err(e);
+                    break;
+                }
+            }
+            next = row + 1;
+        }
+        self.st.windows.pop();
+        self.cursor = saved;
+        flow
+    }
+
+    /// The first row at or after `from` named by dictionary id `id`. The
+    /// last answer is kept for the run: a look-ahead for the next row of an
+    /// event, inside a loop over that event, searches what the loop
+    /// searches next.
+    fn next_named(&mut self, id: u32, from: usize) -> Option<usize> {
+        if self.last_named.0 == id && self.last_named.1 == from {
+            return self.last_named.2;
+        }
+        let found = match self.c.columns().1 {
+            NameIds::Narrow(names) => {
+                u16::of(id).and_then(|id| names.get(from..)?.iter().position(|&x| x == id))
+            }
+            NameIds::Wide(names) => names
+                .get(from..)
+                .and_then(|r| r.iter().position(|&x| x == id)),
+        };
+        let found = found.map(|p| from + p).filter(|&r| r < self.n);
+        self.last_named = (id, from, found);
+        found
     }
 
     fn inline_agg(&mut self, a: &InlineAgg) -> RtResult<Value> {
@@ -2266,6 +2357,22 @@ fn reads_no_variable(e: &Expr) -> bool {
         Expr::Call(_, args, _) => args.iter().all(reads_no_variable),
         _ => false,
     }
+}
+
+/// True for an `each_row` without modifiers: every row, first to last.
+fn is_every_row(m: &IterMods) -> bool {
+    !m.cont && !m.next && !m.reverse && m.from.is_none() && m.limit.is_none() && !m.scope.is_some()
+}
+
+/// True for the modifiers `.continue().next().limit(1)` and nothing else:
+/// the next row after the cursor that passes the condition.
+fn is_next_one(m: &IterMods) -> bool {
+    m.cont
+        && m.next
+        && !m.reverse
+        && m.from.is_none()
+        && !m.scope.is_some()
+        && matches!(m.limit, Some(Expr::Lit(Value::Int(1))))
 }
 
 pub(crate) fn event_guard(e: &Expr) -> Option<u32> {
