@@ -1060,15 +1060,29 @@ impl<C: CustomerView> Interp<'_, C> {
         if self.last_named.0 == id && self.last_named.1 == from {
             return self.last_named.2;
         }
-        let found = match self.c.columns().1 {
-            NameIds::Narrow(names) => {
-                u16::of(id).and_then(|id| names.get(from..)?.iter().position(|&x| x == id))
+        // Look-aheads from many rows to a far one would pass over the same
+        // rows again and again: as in `scan_in`, a jump table is built
+        // once searches have passed over more than twice the row count.
+        let j = self.jump_slot(id);
+        let found = if self.st.jumps[j].built {
+            self.st.jumps[j].next.get(from).map(|&r| r as usize)
+        } else {
+            let found = match self.c.columns().1 {
+                NameIds::Narrow(names) => {
+                    u16::of(id).and_then(|id| names.get(from..)?.iter().position(|&x| x == id))
+                }
+                NameIds::Wide(names) => names
+                    .get(from..)
+                    .and_then(|r| r.iter().position(|&x| x == id)),
+            };
+            let reached = found.map_or(self.n, |p| from + p);
+            self.st.jumps[j].skipped += reached.saturating_sub(from);
+            if self.st.jumps[j].skipped > 2 * self.n + 16 {
+                self.build_jump(j);
             }
-            NameIds::Wide(names) => names
-                .get(from..)
-                .and_then(|r| r.iter().position(|&x| x == id)),
+            found.map(|p| from + p)
         };
-        let found = found.map(|p| from + p).filter(|&r| r < self.n);
+        let found = found.filter(|&r| r < self.n);
         self.last_named = (id, from, found);
         found
     }
