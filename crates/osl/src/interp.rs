@@ -559,19 +559,10 @@ impl<C: CustomerView> Interp<'_, C> {
                     if let Some(x) = self.st.vars.get_mut(*var as usize) {
                         *x = item;
                     }
-                    match self.block(body)? {
-                        Flow::Normal | Flow::Continue => {}
-                        Flow::Break => {
-                            if self.break_depth > 1 {
-                                self.break_depth -= 1;
-                                result = Flow::Break;
-                            }
-                            break;
-                        }
-                        Flow::Stop => {
-                            result = Flow::Stop;
-                            break;
-                        }
+                    let f = self.block(body)?;
+                    if let Some(out) = self.loop_exit(f) {
+                        result = out;
+                        break;
                     }
                 }
                 self.loop_depth -= 1;
@@ -885,10 +876,7 @@ impl<C: CustomerView> Interp<'_, C> {
                         }
                     }
                     if let Some(j) = jump {
-                        self.st.jumps[j].skipped += (i - from).unsigned_abs() as usize;
-                        if self.st.jumps[j].skipped > 2 * self.n + 16 {
-                            self.build_jump(j);
-                        }
+                        self.passed_over(j, (i - from).unsigned_abs() as usize);
                     }
                     continue;
                 }
@@ -930,6 +918,15 @@ impl<C: CustomerView> Interp<'_, C> {
         j.built = false;
         self.st.jumps_used += 1;
         used
+    }
+
+    /// Counts `rows` passed over by searches for jump slot `j`'s name and
+    /// builds its table once they exceed twice the row count.
+    fn passed_over(&mut self, j: usize, rows: usize) {
+        self.st.jumps[j].skipped += rows;
+        if self.st.jumps[j].skipped > 2 * self.n + 16 {
+            self.build_jump(j);
+        }
     }
 
     fn build_jump(&mut self, j: usize) {
@@ -983,17 +980,11 @@ impl<C: CustomerView> Interp<'_, C> {
                     return Ok((false, false));
                 }
             }
-            match me.block(body)? {
-                Flow::Normal | Flow::Continue => Ok((true, false)),
-                Flow::Break => {
-                    if me.break_depth > 1 {
-                        me.break_depth -= 1;
-                        flow = Flow::Break;
-                    }
-                    Ok((true, true))
-                }
-                Flow::Stop => {
-                    flow = Flow::Stop;
+            let f = me.block(body)?;
+            match me.loop_exit(f) {
+                None => Ok((true, false)),
+                Some(out) => {
+                    flow = out;
                     Ok((true, true))
                 }
             }
@@ -1001,6 +992,21 @@ impl<C: CustomerView> Interp<'_, C> {
         self.loop_depth -= 1;
         r?;
         Ok(flow)
+    }
+
+    /// What a row loop does after its body ended with `f`: `None` to go on
+    /// to the next row, else leave the loop, which then ends with the
+    /// returned flow (a `break` of more levels travels up as `Break`).
+    fn loop_exit(&mut self, f: Flow) -> Option<Flow> {
+        match f {
+            Flow::Normal | Flow::Continue => None,
+            Flow::Break if self.break_depth > 1 => {
+                self.break_depth -= 1;
+                Some(Flow::Break)
+            }
+            Flow::Break => Some(Flow::Normal),
+            Flow::Stop => Some(Flow::Stop),
+        }
     }
 
     /// [`Self::each_row`] over the rows named by dictionary id `id` (`None`:
@@ -1028,17 +1034,11 @@ impl<C: CustomerView> Interp<'_, C> {
             self.cursor = row;
             done += 1;
             match self.block(body) {
-                Ok(Flow::Normal | Flow::Continue) => {}
-                Ok(Flow::Break) => {
-                    if self.break_depth > 1 {
-                        self.break_depth -= 1;
-                        flow = Ok(Flow::Break);
+                Ok(f) => {
+                    if let Some(out) = self.loop_exit(f) {
+                        flow = Ok(out);
+                        break;
                     }
-                    break;
-                }
-                Ok(Flow::Stop) => {
-                    flow = Ok(Flow::Stop);
-                    break;
                 }
                 Err(e) => {
                     flow = Err(e);
@@ -1076,10 +1076,7 @@ impl<C: CustomerView> Interp<'_, C> {
                     .and_then(|r| r.iter().position(|&x| x == id)),
             };
             let reached = found.map_or(self.n, |p| from + p);
-            self.st.jumps[j].skipped += reached.saturating_sub(from);
-            if self.st.jumps[j].skipped > 2 * self.n + 16 {
-                self.build_jump(j);
-            }
+            self.passed_over(j, reached.saturating_sub(from));
             found.map(|p| from + p)
         };
         let found = found.filter(|&r| r < self.n);
