@@ -79,6 +79,9 @@ pub struct Program {
     /// value and are read nowhere else: a run keeps the value's dictionary
     /// id for them instead of the text (see [`id_only_vars`]).
     pub(crate) id_only_vars: Vec<u32>,
+    /// How pushes count when every column is a plain count (see
+    /// [`crate::interp::CountPlan`]).
+    pub(crate) count_plan: Option<crate::interp::CountPlan>,
     /// The row data a run can read (drivers prefetch only that).
     pub(crate) row_access: crate::access::RowAccess,
     /// Unique in the process: a `RunState` notices when it is handed
@@ -322,6 +325,7 @@ fn compile_inner(
     };
     Ok(Program {
         kind: opts.kind,
+        count_plan: crate::interp::CountPlan::of(&parsed.columns),
         stmts,
         columns: parsed.columns,
         has_select: parsed.has_select,

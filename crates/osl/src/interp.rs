@@ -31,6 +31,63 @@ enum DKey {
     Val(Option<u64>),
 }
 
+/// What one push counts (see `Interp::column_values`).
+enum Counts {
+    /// Every column is a plain count: bit `i` is set when column `i` has
+    /// a value at the push row.
+    Present(u64),
+    /// Each column's raw value and de-duplication key (the buffer of
+    /// `RunState::col_vals`).
+    Values(Vec<(Option<i64>, DKey)>),
+}
+
+/// How pushes count when every column is a count de-duplicated by
+/// customer or not at all (the usual `select`, and the default `count
+/// id`): a push only needs to know which columns have a value at its row,
+/// not the values or their de-duplication keys.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CountPlan {
+    /// Columns with a value at every push (`count id`).
+    always: u64,
+    /// Columns with a value whenever the push is at a row (`event`,
+    /// `stamp`, `session`).
+    on_row: u64,
+    /// Property columns: (property index, column bit), with a value when
+    /// the row has one.
+    props: Vec<(u32, u64)>,
+    /// Columns counted once per customer (`count ... ` with `id`
+    /// de-duplication, the default).
+    per_customer: u64,
+}
+
+impl CountPlan {
+    /// The plan for these columns, if every one is a count de-duplicated
+    /// by customer or not at all (and there are at most 64).
+    pub(crate) fn of(columns: &[crate::result_tree::Column]) -> Option<CountPlan> {
+        if columns.len() > 64 {
+            return None;
+        }
+        let mut plan = CountPlan::default();
+        for (i, c) in columns.iter().enumerate() {
+            let bit = 1u64 << i;
+            if c.agg != crate::result_tree::ColumnAgg::Count {
+                return None;
+            }
+            match c.dedup {
+                Dedup::All => {}
+                Dedup::Customer => plan.per_customer |= bit,
+                _ => return None,
+            }
+            match c.prop {
+                PropRef::Id => plan.always |= bit,
+                PropRef::Event | PropRef::Stamp | PropRef::Session => plan.on_row |= bit,
+                PropRef::User { index, .. } => plan.props.push((index, bit)),
+            }
+        }
+        Some(plan)
+    }
+}
+
 /// Reusable per-worker scratch state. Create one per (program, partition
 /// dictionary) with [`Program::new_state`] and pass it to every run: it
 /// caches dictionary ids of the program's text constants and keeps buffers
@@ -1752,7 +1809,7 @@ impl<C: CustomerView> Interp<'_, C> {
             self.count_at(node, &cols);
             k += 1;
         }
-        self.st.col_vals = cols;
+        self.counted(cols);
         Ok(())
     }
 
@@ -1760,14 +1817,28 @@ impl<C: CustomerView> Interp<'_, C> {
         let cols = self.column_values();
         let mut path = SmallVec::<[GroupKey; 4]>::new();
         let r = self.fan_out(groups, &mut path, &cols);
-        self.st.col_vals = cols;
+        self.counted(cols);
         r
     }
 
-    /// Column values and de-duplication keys at the cursor row, computed
-    /// once per push (the buffer goes back to `st.col_vals` afterwards).
-    fn column_values(&mut self) -> Vec<(Option<i64>, DKey)> {
+    /// What a push at the cursor row counts, computed once per push (hand
+    /// it back with [`Self::counted`]): which columns have a value when
+    /// every column is a plain count (`Program::count_plan`), else each
+    /// column's value and de-duplication key.
+    fn column_values(&mut self) -> Counts {
         let row = self.cursor;
+        if let Some(plan) = &self.prog.count_plan {
+            let mut present = plan.always;
+            if row < self.n {
+                present |= plan.on_row;
+                for &(index, bit) in plan.props.iter() {
+                    if self.c.values(row, index).next().is_some() {
+                        present |= bit;
+                    }
+                }
+            }
+            return Counts::Present(present);
+        }
         let mut cols = std::mem::take(&mut self.st.col_vals);
         cols.clear();
         for c in self.prog.columns.iter() {
@@ -1791,7 +1862,14 @@ impl<C: CustomerView> Interp<'_, C> {
             };
             cols.push((v, key));
         }
-        cols
+        Counts::Values(cols)
+    }
+
+    /// Takes back a push's [`Counts`] (keeps the buffer for the next).
+    fn counted(&mut self, cols: Counts) {
+        if let Counts::Values(v) = cols {
+            self.st.col_vals = v;
+        }
     }
 
     /// Raw aggregation value of a column at `row` (None when absent).
@@ -1831,7 +1909,7 @@ impl<C: CustomerView> Interp<'_, C> {
         &mut self,
         groups: &[Value],
         path: &mut SmallVec<[GroupKey; 4]>,
-        cols: &[(Option<i64>, DKey)],
+        cols: &Counts,
     ) -> RtResult<()> {
         let Some((first, rest)) = groups.split_first() else {
             return self.aggregate_path(path, cols);
@@ -1868,7 +1946,7 @@ impl<C: CustomerView> Interp<'_, C> {
         }
     }
 
-    fn aggregate_path(&mut self, path: &[GroupKey], cols: &[(Option<i64>, DKey)]) -> RtResult<()> {
+    fn aggregate_path(&mut self, path: &[GroupKey], cols: &Counts) -> RtResult<()> {
         // (Keys handed over one by one: a copied array of them, written in
         // pieces and read back whole, stalls store forwarding.)
         self.aggregate_keys(path.iter().map(GroupKey::as_key_ref), cols)
@@ -1885,7 +1963,7 @@ impl<C: CustomerView> Interp<'_, C> {
                 self.pos = pos;
                 let cols = self.column_values();
                 let r = self.aggregate_keys(std::iter::once(KeyRef::Text(&text)), &cols);
-                self.st.col_vals = cols;
+                self.counted(cols);
                 r
             }
             Ok(Some(v)) => {
@@ -2003,7 +2081,7 @@ impl<C: CustomerView> Interp<'_, C> {
         let cols = self.column_values();
         let key = KeySpace::pack(ids.get(..part).unwrap_or(&[]));
         let r = self.aggregate_keys(std::iter::once(KeyRef::Parts(key)), &cols);
-        self.st.col_vals = cols;
+        self.counted(cols);
         r
     }
 
@@ -2067,7 +2145,7 @@ impl<C: CustomerView> Interp<'_, C> {
     fn aggregate_keys<'k>(
         &mut self,
         path: impl Iterator<Item = KeyRef<'k>>,
-        cols: &[(Option<i64>, DKey)],
+        cols: &Counts,
     ) -> RtResult<()> {
         let mut parent = None;
         for key in path {
@@ -2081,8 +2159,17 @@ impl<C: CustomerView> Interp<'_, C> {
     }
 
     /// Counts a push's column values `cols` at `node`.
-    fn count_at(&mut self, node: u32, cols: &[(Option<i64>, DKey)]) {
+    fn count_at(&mut self, node: u32, cols: &Counts) {
         let seg = self.ctx.segment.min(self.out.segments() - 1);
+        let cols = match cols {
+            Counts::Present(present) => {
+                let per_customer = self.prog.count_plan.as_ref().map_or(0, |p| p.per_customer);
+                self.out
+                    .count_present(node, seg, self.st.run_no, *present, per_customer);
+                return;
+            }
+            Counts::Values(cols) => cols,
+        };
         let ncols = self.prog.columns.len();
         // Every push reaching a node counts all its columns, so one mark
         // per node and run settles every once-per-customer column.

@@ -306,6 +306,31 @@ enum StoredKey {
     Parts(u64),
 }
 
+impl StoredKey {
+    /// The key as a slot keeps it: (kind, payload).
+    fn bits(self) -> (u32, u64) {
+        match self {
+            StoredKey::Bool(b) => (0, u64::from(b)),
+            StoredKey::Int(i) => (1, i as u64),
+            StoredKey::Float(f) => (2, f as u64),
+            StoredKey::Text { start, len } => (3, (u64::from(start) << 32) | u64::from(len)),
+            StoredKey::Parts(k) => (4, k),
+        }
+    }
+
+    /// A key stored as it is given (anything but a text, whose bytes go
+    /// to the tree's text arena).
+    fn fixed(key: KeyRef<'_>) -> Option<StoredKey> {
+        match key {
+            KeyRef::Bool(b) => Some(StoredKey::Bool(b)),
+            KeyRef::Int(i) => Some(StoredKey::Int(i)),
+            KeyRef::Float(f) => Some(StoredKey::Float(f)),
+            KeyRef::Parts(k) => Some(StoredKey::Parts(k)),
+            KeyRef::Text(_) => None,
+        }
+    }
+}
+
 /// One entry of a level, in 16 bytes: the key's payload, its kind and the
 /// node's index in the tree's arena, and 32 bits of the key's hash (the
 /// table's hash is spread from those, so growth and merges never rehash
@@ -327,13 +352,7 @@ const NODE_MASK: u32 = (1 << NODE_BITS) - 1;
 
 impl Slot {
     fn new(hash: u32, key: StoredKey, node: u32) -> Slot {
-        let (kind, payload) = match key {
-            StoredKey::Bool(b) => (0, u64::from(b)),
-            StoredKey::Int(i) => (1, i as u64),
-            StoredKey::Float(f) => (2, f as u64),
-            StoredKey::Text { start, len } => (3, (u64::from(start) << 32) | u64::from(len)),
-            StoredKey::Parts(k) => (4, k),
-        };
+        let (kind, payload) = key.bits();
         Slot {
             payload,
             node_kind: (kind << NODE_BITS) | (node & NODE_MASK),
@@ -608,25 +627,32 @@ impl ResultTree {
             Some(p) => self.children.get(p as usize),
         };
         let table_hash = spread(hash);
+        // A number or packed key matches on the slot's bits alone.
+        let fixed = StoredKey::fixed(key);
+        let bits = fixed.map(StoredKey::bits);
         if let Some(s) = level.and_then(|l| {
             l.find(table_hash, |s| {
-                s.hash == hash && key_at(texts, s.key()) == key
+                s.hash == hash
+                    && match bits {
+                        Some((kind, payload)) => {
+                            s.payload == payload && s.node_kind >> NODE_BITS == kind
+                        }
+                        None => key_at(texts, s.key()) == key,
+                    }
             })
         }) {
             return Some(s.node());
         }
-        let stored = match key {
-            KeyRef::Bool(b) => StoredKey::Bool(b),
-            KeyRef::Int(i) => StoredKey::Int(i),
-            KeyRef::Float(f) => StoredKey::Float(f),
-            KeyRef::Parts(k) => StoredKey::Parts(k),
-            KeyRef::Text(t) => {
+        let stored = match (fixed, key) {
+            (Some(stored), _) => stored,
+            (None, KeyRef::Text(t)) => {
                 let start = u32::try_from(self.texts.len()).ok()?;
                 let len = u32::try_from(t.len()).ok()?;
                 start.checked_add(len)?;
                 self.texts.push_str(t);
                 StoredKey::Text { start, len }
             }
+            (None, _) => return None,
         };
         let node = self.nodes;
         if node > NODE_MASK {
@@ -671,6 +697,47 @@ impl ResultTree {
                 first
             }
             None => false,
+        }
+    }
+
+    /// Counts one push at `node` for segment `seg` in a tree of count
+    /// columns: column `i` when bit `i` of `present` is set, except that
+    /// columns in `per_customer` count only if run `run_no` has not
+    /// counted the node yet (the node is marked for the run either way,
+    /// as [`Self::mark_customer`] does).
+    pub(crate) fn count_present(
+        &mut self,
+        node: u32,
+        seg: usize,
+        run_no: u64,
+        present: u64,
+        per_customer: u64,
+    ) {
+        let ncols = self.columns.len();
+        let i = node as usize * self.record;
+        let Some(rec) = self.words.get_mut(i..i + self.record) else {
+            return;
+        };
+        let Some(mark) = rec.first_mut() else {
+            return;
+        };
+        let first = *mark != run_no;
+        *mark = run_no;
+        let mut bits = if first {
+            present
+        } else {
+            present & !per_customer
+        };
+        while bits != 0 {
+            let c = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if let Some(w) = self
+                .layout
+                .get(seg * ncols + c)
+                .and_then(|&(_, at)| rec.get_mut(at))
+            {
+                *w += 1;
+            }
         }
     }
 

@@ -2641,3 +2641,56 @@ fn next_row_look_aheads_match_the_general_scan() {
         assert_guard_free_twins_agree(&p, &scripts);
     }
 }
+
+/// Drops the last value of every `c` array in a rendered tree.
+fn without_last_column(j: &mut serde_json::Value) {
+    if let Some(entries) = j.get_mut("_").and_then(|e| e.as_array_mut()) {
+        for e in entries {
+            if let Some(c) = e.get_mut("c").and_then(|c| c.as_array_mut()) {
+                c.pop();
+            }
+            without_last_column(e);
+        }
+    }
+}
+
+#[test]
+fn plain_count_columns_count_as_the_general_push_does() {
+    // Count columns de-duplicated by customer or not at all take a path
+    // that only asks which columns have a value at the push row
+    // (`CountPlan`); a `sum` column sends the same pushes down the general
+    // path, and the count columns must come out the same.
+    let select = "select\n  count id as people\n  count title as titles all\n  count price as priced all\n  count event as events all\n  count genre as genred all\n  count stamp as stamped all\n  count session as sessions all\n";
+    let bodies = [
+        // Rows with and without each counted property, nested groups.
+        "each_row where true\n  << event, title\nend\n",
+        // A text chain filed by number (key space), and a memoized push.
+        "each_row where event.is(== \"order\")\n  p = title\n  each_row.continue().next().limit(1) where event.is(== \"order\")\n    << p + \" > \" + title\n  end\nend\n<< \"everyone\"\n",
+        // Before any loop (row 0), and the same node pushed twice per customer.
+        "<< \"start\"\neach_row where event.is(== \"view\")\n  << \"views\"\n  << \"views\"\nend\n",
+    ];
+    let p = bookstore();
+    let opts = RenderOptions::default();
+    for body in bodies {
+        let plain = format!("{select}end\n{body}");
+        let general = format!("{select}  sum qty as q all\nend\n{body}");
+        let a = event_query_on(&p, &plain, &opts);
+        let mut b = event_query_on(&p, &general, &opts);
+        without_last_column(&mut b);
+        assert_eq!(a, b, "script:\n{plain}");
+        assert_ne!(a["_"], json!([]), "script pushed nothing:\n{plain}");
+    }
+    // The plan is taken exactly when every column is such a count.
+    assert!(compile_ok(&format!("{select}end\n<< 1\n"))
+        .count_plan
+        .is_some());
+    assert!(
+        compile_ok(&format!("{select}  sum qty as q all\nend\n<< 1\n"))
+            .count_plan
+            .is_none()
+    );
+    // (`count title` counts each row once per node: not a plain count.)
+    assert!(compile_ok("select\n  count title as t\nend\n<< 1\n")
+        .count_plan
+        .is_none());
+}
