@@ -282,6 +282,11 @@ pub enum Stmt {
         /// run can never change the result (constant groups, every column
         /// counted once per customer): the push's index among such pushes.
         memo: Option<u32>,
+        /// Set by the compiler when every group is a literal: the push's
+        /// index among such pushes. A run state keeps the path of keys it
+        /// builds and the nodes that path leads to, so later pushes only
+        /// count there (memoized pushes are such pushes).
+        literal: Option<u32>,
     },
     /// `break`
     Break(BreakDepth, Pos),

@@ -462,6 +462,8 @@ fn id_only_vars(
 #[derive(Default)]
 struct PushMemos {
     sites: u32,
+    /// Pushes of literal groups (`Stmt::Push::literal`).
+    literal_sites: u32,
     /// Per site, the guard events of the scans around it.
     requires: Vec<Vec<u32>>,
     unmemoized: bool,
@@ -519,8 +521,18 @@ fn mark_pushes(
     let per_customer = columns.iter().all(|c| c.dedup == Dedup::Customer);
     for s in stmts {
         match s {
-            Stmt::Push { groups, memo, .. } => {
-                if per_customer && groups.iter().all(|g| matches!(g, Expr::Lit(_))) {
+            Stmt::Push {
+                groups,
+                memo,
+                literal,
+                ..
+            } => {
+                let constant = groups.iter().all(|g| matches!(g, Expr::Lit(_)));
+                if constant {
+                    *literal = Some(m.literal_sites);
+                    m.literal_sites += 1;
+                }
+                if per_customer && constant {
                     *memo = Some(m.sites);
                     m.sites += 1;
                     m.requires.push(guards.clone());

@@ -114,12 +114,12 @@ pub struct RunState {
     checked_dictionary: Option<usize>,
     /// The program (`Program::uid`) the memo state below belongs to.
     program: u64,
-    /// Group paths of memoized pushes, by memo site, built on first use.
-    memo_paths: Vec<Option<SmallVec<[GroupKey; 4]>>>,
-    /// The nodes each memoized push's path leads to, by memo site, in the
+    /// Group paths of literal pushes, by site, built on first use.
+    literal_paths: Vec<Option<SmallVec<[GroupKey; 4]>>>,
+    /// The nodes each literal push's path leads to, by site, in the
     /// tree with that `ResultTree::uid` (0: not looked up yet). A tree's
     /// nodes never move, so later runs count there without a lookup.
-    memo_nodes: Vec<(u64, SmallVec<[u32; 4]>)>,
+    literal_nodes: Vec<(u64, SmallVec<[u32; 4]>)>,
     /// Per-state copies of the program's text literals, by the address of
     /// the program's `Arc` (see `Interp::literal_text`).
     literals: HashMap<usize, Arc<str>>,
@@ -291,8 +291,8 @@ impl Program {
         state.jumps_used = 0;
         if state.program != self.uid {
             state.memo_seen = vec![0; self.memo_sites as usize];
-            state.memo_paths.clear();
-            state.memo_nodes.clear();
+            state.literal_paths.clear();
+            state.literal_nodes.clear();
             state.program = self.uid;
         }
         state.sessions_ready = false;
@@ -634,16 +634,21 @@ impl<C: CustomerView> Interp<'_, C> {
                 self.pos = *pos;
                 self.each_row(mods, cond.as_ref(), body)
             }
-            Stmt::Push { groups, pos, memo } => {
+            Stmt::Push {
+                groups,
+                pos,
+                memo,
+                literal,
+            } => {
                 let run_no = self.st.run_no;
                 if let Some(m) = memo {
                     if self.st.memo_seen.get(*m as usize) == Some(&run_no) {
                         return Ok(Flow::Normal);
                     }
                 }
-                if let Some(m) = memo {
+                if let Some(site) = literal {
                     self.pos = *pos;
-                    self.push_memoized(*m as usize, groups)?;
+                    self.push_literal(*site as usize, groups)?;
                 } else if self.prog.key_chain.is_some() && self.out.key_space().is_some() {
                     self.push_parts(*pos)?;
                 } else if let [chain @ Expr::Arith(ArithOp::Add, ..)] = &groups[..] {
@@ -1757,14 +1762,15 @@ impl<C: CustomerView> Interp<'_, C> {
 
     // ----- pushes ----------------------------------------------------------------
 
-    /// A memoized push (literal groups): the path of scalar groups is
-    /// built once per state, and the nodes it leads to are looked up once
-    /// per tree; later runs only count there. Lists fan out as usual.
-    fn push_memoized(&mut self, site: usize, groups: &[Expr]) -> RtResult<()> {
-        if self.st.memo_paths.len() <= site {
-            self.st.memo_paths.resize(site + 1, None);
+    /// A push of literal groups (memoized or not): the path of scalar
+    /// groups is built once per state, and the nodes it leads to are
+    /// looked up once per tree; later pushes only count there. Lists fan
+    /// out as usual.
+    fn push_literal(&mut self, site: usize, groups: &[Expr]) -> RtResult<()> {
+        if self.st.literal_paths.len() <= site {
+            self.st.literal_paths.resize(site + 1, None);
         }
-        if self.st.memo_paths[site].is_none() {
+        if self.st.literal_paths[site].is_none() {
             let mut path = SmallVec::<[GroupKey; 4]>::new();
             for g in groups {
                 let key = match GroupKey::of_scalar(&self.eval(g)?) {
@@ -1780,11 +1786,11 @@ impl<C: CustomerView> Interp<'_, C> {
                 };
                 path.push(key);
             }
-            self.st.memo_paths[site] = Some(path);
+            self.st.literal_paths[site] = Some(path);
         }
         let tree = self.out.uid();
-        if !matches!(self.st.memo_nodes.get(site), Some((uid, _)) if *uid == tree) {
-            let Some(path) = self.st.memo_paths[site].as_ref() else {
+        if !matches!(self.st.literal_nodes.get(site), Some((uid, _)) if *uid == tree) {
+            let Some(path) = self.st.literal_paths[site].as_ref() else {
                 return Ok(());
             };
             let mut nodes = SmallVec::<[u32; 4]>::new();
@@ -1796,16 +1802,16 @@ impl<C: CustomerView> Interp<'_, C> {
                 nodes.push(node);
                 parent = Some(node);
             }
-            if self.st.memo_nodes.len() <= site {
-                self.st.memo_nodes.resize(site + 1, (0, SmallVec::new()));
+            if self.st.literal_nodes.len() <= site {
+                self.st.literal_nodes.resize(site + 1, (0, SmallVec::new()));
             }
-            self.st.memo_nodes[site] = (tree, nodes);
+            self.st.literal_nodes[site] = (tree, nodes);
         }
         let cols = self.column_values();
         // (Read in place: copying the node list per push cost more than
         // the lookups it saves.)
         let mut k = 0;
-        while let Some(&node) = self.st.memo_nodes.get(site).and_then(|(_, n)| n.get(k)) {
+        while let Some(&node) = self.st.literal_nodes.get(site).and_then(|(_, n)| n.get(k)) {
             self.count_at(node, &cols);
             k += 1;
         }

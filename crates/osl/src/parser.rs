@@ -610,6 +610,7 @@ impl<'a> Parser<'a> {
             groups,
             pos,
             memo: None,
+            literal: None,
         })
     }
 
