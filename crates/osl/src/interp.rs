@@ -653,6 +653,9 @@ impl<C: CustomerView> Interp<'_, C> {
                     self.push_parts(*pos)?;
                 } else if let [chain @ Expr::Arith(ArithOp::Add, ..)] = &groups[..] {
                     self.push_chain(chain, *pos)?;
+                } else if groups.iter().all(reads_in_place) {
+                    self.pos = *pos;
+                    self.push_in_place(groups)?;
                 } else {
                     let mut vals = Args::new();
                     for g in groups {
@@ -1958,6 +1961,63 @@ impl<C: CustomerView> Interp<'_, C> {
         self.aggregate_keys(path.iter().map(GroupKey::as_key_ref), cols)
     }
 
+    /// `<< g, ...` whose groups are all [`reads_in_place`]: each key is read
+    /// at the cursor row and borrowed, a text straight from the dictionary.
+    /// The general path would clone the dictionary's shared `Arc` for each
+    /// text (and the key again), and the workers' counter updates on the
+    /// same popular texts cost more than the rest of the push. Same result
+    /// as the general push: a nil group ends the path there.
+    fn push_in_place(&mut self, groups: &[Expr]) -> RtResult<()> {
+        let row = self.cursor;
+        let on_row = row < self.n;
+        let session = match groups
+            .iter()
+            .any(|g| matches!(g, Expr::Prop(PropRef::Session)))
+        {
+            true if on_row => self.session_at(row),
+            _ => 0,
+        };
+        let c = self.c;
+        let mut keys = SmallVec::<[KeyRef<'_>; 4]>::new();
+        for g in groups {
+            let key = match g {
+                Expr::Lit(v) => match v {
+                    Value::Bool(b) => Some(KeyRef::Bool(*b)),
+                    Value::Int(i) => Some(KeyRef::Int(*i)),
+                    Value::Float(f) => match GroupKey::float(*f) {
+                        GroupKey::Float(x) => Some(KeyRef::Float(x)),
+                        _ => None,
+                    },
+                    Value::Text(t) => Some(KeyRef::Text(t)),
+                    _ => None,
+                },
+                Expr::Prop(_) if !on_row => None,
+                Expr::Prop(PropRef::Event) => Some(KeyRef::Text(c.text(c.event(row)))),
+                Expr::Prop(PropRef::Stamp) => Some(KeyRef::Int(c.stamp(row))),
+                Expr::Prop(PropRef::Session) => Some(KeyRef::Int(session)),
+                Expr::Prop(PropRef::User { index, kind, .. }) => {
+                    c.values(row, *index).next().and_then(|raw| match kind {
+                        PropKind::Int => Some(KeyRef::Int(raw as i64)),
+                        PropKind::Double => match GroupKey::float(raw as i64 as f64 / 10_000.0) {
+                            GroupKey::Float(x) => Some(KeyRef::Float(x)),
+                            _ => None,
+                        },
+                        PropKind::Bool => Some(KeyRef::Bool(raw != 0)),
+                        PropKind::Text => Some(KeyRef::Text(c.text(raw as u32))),
+                    })
+                }
+                _ => None,
+            };
+            // A nil group ends the path (as `fan_out` does).
+            let Some(key) = key else { break };
+            keys.push(key);
+        }
+        let cols = self.column_values();
+        let r = self.aggregate_keys(keys.into_iter(), &cols);
+        self.counted(cols);
+        r
+    }
+
     /// `<< a + b ...` with one group: a text chain is built in the state's
     /// buffer and pushed as a borrowed key, without a value of its own
     /// (same result as the general push of the chain's value).
@@ -2459,6 +2519,26 @@ fn reads_no_variable(e: &Expr) -> bool {
         Expr::Lit(_) | Expr::Prop(_) => true,
         Expr::Arith(_, a, b, _) => reads_no_variable(a) && reads_no_variable(b),
         Expr::Call(_, args, _) => args.iter().all(reads_no_variable),
+        _ => false,
+    }
+}
+
+/// A push group [`Interp::push_in_place`] reads without evaluating it: a
+/// scalar literal, or `event`, `stamp`, `session` or a single-valued event
+/// property at the cursor.
+fn reads_in_place(g: &Expr) -> bool {
+    match g {
+        Expr::Lit(v) => matches!(
+            v,
+            Value::Nil | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Text(_)
+        ),
+        Expr::Prop(p) => matches!(
+            p,
+            PropRef::Event
+                | PropRef::Stamp
+                | PropRef::Session
+                | PropRef::User { is_set: false, .. }
+        ),
         _ => false,
     }
 }

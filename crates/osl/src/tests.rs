@@ -2750,3 +2750,45 @@ fn literal_pushes_count_every_push_like_their_computed_twins() {
     assert_eq!(first.render(&opts), even.render(&opts));
     assert_eq!(second.render(&opts), odd.render(&opts));
 }
+
+#[test]
+fn pushes_read_in_place_match_the_general_push() {
+    // Groups that are literals, `event`, `stamp`, `session` or
+    // single-valued properties are read at the row and borrowed
+    // (`Interp::push_in_place`); the same values through variables take
+    // the general path. A missing property ends the path in both.
+    let cases = [
+        (
+            "each_row where true\n  << event, title\nend\n",
+            "each_row where true\n  a = event\n  b = title\n  << a, b\nend\n",
+        ),
+        (
+            "each_row where true\n  << title, price, qty\nend\n",
+            "each_row where true\n  a = title\n  b = price\n  c = qty\n  << a, b, c\nend\n",
+        ),
+        // (Views have no order number: their path ends at the event.)
+        (
+            "each_row where true\n  << event, order_no, title\nend\n",
+            "each_row where true\n  a = event\n  b = order_no\n  c = title\n  << a, b, c\nend\n",
+        ),
+        (
+            "each_row where true\n  << \"all\", 2, 2.5, true, order_no\nend\n",
+            "each_row where true\n  a = \"all\"\n  b = 2\n  c = 2.5\n  d = true\n  e = order_no\n  << a, b, c, d, e\nend\n",
+        ),
+        (
+            "each_row where true\n  << session, stamp, gift\nend\n<< channel\n",
+            "each_row where true\n  a = session\n  b = stamp\n  c = gift\n  << a, b, c\nend\nd = channel\n<< d\n",
+        ),
+    ];
+    let p = bookstore();
+    let opts = RenderOptions::default();
+    let select = "select\n  count id as people\n  sum qty as q all\n  count title as titles\nend\n";
+    for (in_place, general) in cases {
+        for sel in ["", select] {
+            let a = event_query_on(&p, &format!("{sel}{in_place}"), &opts);
+            let b = event_query_on(&p, &format!("{sel}{general}"), &opts);
+            assert_eq!(a, b, "script:\n{sel}{in_place}");
+            assert_ne!(a["_"], json!([]), "script pushed nothing:\n{in_place}");
+        }
+    }
+}
