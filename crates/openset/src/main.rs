@@ -236,12 +236,19 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let refresher = state.clone();
         std::thread::Builder::new()
             .name("segment-refresh".into())
-            .spawn(move || loop {
-                std::thread::sleep(std::time::Duration::from_secs(1));
-                if refresher.db.is_initialized() {
-                    refresher.segments.refresh_due(&refresher.db);
+            .spawn(move || {
+                let mut release = memory::Release::default();
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    let mut events = None;
+                    if refresher.db.is_initialized() {
+                        refresher.segments.refresh_due(&refresher.db);
+                        events = Some(refresher.db.counts().events);
+                    }
+                    if release.due(events) {
+                        memory::release_free();
+                    }
                 }
-                memory::release_free();
             })
             .map_err(|e| e.to_string())?;
         // Scheduled runs of re-event triggers.
