@@ -123,6 +123,10 @@ pub struct RunState {
     /// Per-state copies of the program's text literals, by the address of
     /// the program's `Arc` (see `Interp::literal_text`).
     literals: HashMap<usize, Arc<str>>,
+    /// The top-level nodes of dictionary texts pushed in place, by
+    /// dictionary id (`u32::MAX`: not looked up), in the tree with that
+    /// `ResultTree::uid` (see `Interp::root_text_node`).
+    root_texts: (u64, Vec<u32>),
     /// Reused buffer for text chains (`a + " > " + b`).
     text_buf: String,
     /// The key space of interned pushes last used (see `push_parts`).
@@ -283,6 +287,7 @@ impl Program {
             for ids in state.key_ids.iter_mut() {
                 ids.clear();
             }
+            state.root_texts.1.clear();
         }
         state.vars.clear();
         state.vars.resize(self.names.len(), Value::Nil);
@@ -1979,6 +1984,9 @@ impl<C: CustomerView> Interp<'_, C> {
         };
         let c = self.c;
         let mut keys = SmallVec::<[KeyRef<'_>; 4]>::new();
+        // The dictionary id of the first key, when it is a text read from
+        // the dictionary (see `RunState::root_texts`).
+        let mut first_text = None;
         for g in groups {
             let key = match g {
                 Expr::Lit(v) => match v {
@@ -1992,7 +2000,13 @@ impl<C: CustomerView> Interp<'_, C> {
                     _ => None,
                 },
                 Expr::Prop(_) if !on_row => None,
-                Expr::Prop(PropRef::Event) => Some(KeyRef::Text(c.text(c.event(row)))),
+                Expr::Prop(PropRef::Event) => {
+                    let id = c.event(row);
+                    if keys.is_empty() {
+                        first_text = Some(id);
+                    }
+                    Some(KeyRef::Text(c.text(id)))
+                }
                 Expr::Prop(PropRef::Stamp) => Some(KeyRef::Int(c.stamp(row))),
                 Expr::Prop(PropRef::Session) => Some(KeyRef::Int(session)),
                 Expr::Prop(PropRef::User { index, kind, .. }) => {
@@ -2003,7 +2017,12 @@ impl<C: CustomerView> Interp<'_, C> {
                             _ => None,
                         },
                         PropKind::Bool => Some(KeyRef::Bool(raw != 0)),
-                        PropKind::Text => Some(KeyRef::Text(c.text(raw as u32))),
+                        PropKind::Text => {
+                            if keys.is_empty() {
+                                first_text = Some(raw as u32);
+                            }
+                            Some(KeyRef::Text(c.text(raw as u32)))
+                        }
                     })
                 }
                 _ => None,
@@ -2013,9 +2032,43 @@ impl<C: CustomerView> Interp<'_, C> {
             keys.push(key);
         }
         let cols = self.column_values();
-        let r = self.aggregate_keys(keys.into_iter(), &cols);
+        let r = match (first_text, keys.split_first()) {
+            (Some(id), Some((&first, rest))) => match self.root_text_node(id, first) {
+                Some(node) => {
+                    self.count_at(node, &cols);
+                    self.aggregate_keys_under(Some(node), rest.iter().copied(), &cols)
+                }
+                None => self.fail("the result is too large"),
+            },
+            _ => self.aggregate_keys(keys.into_iter(), &cols),
+        };
         self.counted(cols);
         r
+    }
+
+    /// The top-level node of dictionary text `id` (`key` is its text),
+    /// remembered per state and tree: a flat push of a property such as
+    /// `<< product_name` then neither hashes nor compares its text.
+    fn root_text_node(&mut self, id: u32, key: KeyRef<'_>) -> Option<u32> {
+        const BY_ID: usize = 1 << 20;
+        let tree = self.out.uid();
+        if self.st.root_texts.0 != tree {
+            self.st.root_texts.0 = tree;
+            self.st.root_texts.1.clear();
+        }
+        let at = id as usize;
+        if let Some(&node) = self.st.root_texts.1.get(at).filter(|&&n| n != u32::MAX) {
+            return Some(node);
+        }
+        let node = self.out.child(None, key)?;
+        if at < BY_ID {
+            let nodes = &mut self.st.root_texts.1;
+            if nodes.len() <= at {
+                nodes.resize(at + 1, u32::MAX);
+            }
+            nodes[at] = node;
+        }
+        Some(node)
     }
 
     /// `<< a + b ...` with one group: a text chain is built in the state's
@@ -2213,7 +2266,16 @@ impl<C: CustomerView> Interp<'_, C> {
         path: impl Iterator<Item = KeyRef<'k>>,
         cols: &Counts,
     ) -> RtResult<()> {
-        let mut parent = None;
+        self.aggregate_keys_under(None, path, cols)
+    }
+
+    /// [`Self::aggregate_keys`] below node `parent` (`None`: the top).
+    fn aggregate_keys_under<'k>(
+        &mut self,
+        mut parent: Option<u32>,
+        path: impl Iterator<Item = KeyRef<'k>>,
+        cols: &Counts,
+    ) -> RtResult<()> {
         for key in path {
             let Some(node) = self.out.child(parent, key) else {
                 return self.fail("the result is too large");

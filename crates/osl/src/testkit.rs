@@ -17,6 +17,9 @@ pub struct TestPartition {
     pub customers: Vec<TestCustomer>,
     /// Hand scans four-byte event-name ids even where two would do.
     pub wide_names: bool,
+    /// Name the dictionary to runs (as the server's views do), so that run
+    /// states keep what they derived from it between customers.
+    pub named_dictionary: bool,
 }
 
 /// One test customer.
@@ -209,6 +212,12 @@ impl CustomerView for TestView<'_> {
 
     fn row_count(&self) -> usize {
         self.cust.map_or(0, |c| c.rows.len())
+    }
+
+    fn dictionary_identity(&self) -> Option<usize> {
+        self.part
+            .named_dictionary
+            .then_some(self.part as *const TestPartition as usize)
     }
 
     fn stamp(&self, row: usize) -> i64 {

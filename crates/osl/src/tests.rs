@@ -2791,4 +2791,45 @@ fn pushes_read_in_place_match_the_general_push() {
             assert_ne!(a["_"], json!([]), "script pushed nothing:\n{in_place}");
         }
     }
+    // A state remembers the top-level nodes of texts it pushed, per tree:
+    // one state feeding a tree and a copy of it taken after customer 0
+    // must give what trees fed afresh give. Customer 3 pushes into the
+    // copy a title that customer 2 pushed into the first tree.
+    let mut p = TestPartition::new(schema());
+    p.named_dictionary = true;
+    for (i, title) in ["a", "b", "c", "c", "a"].iter().enumerate() {
+        let ci = p.add_customer(&format!("c{i}"));
+        p.add_row(
+            ci,
+            ms("2024-01-01T00:00:00Z"),
+            "view",
+            &[("title", t(title))],
+        );
+    }
+    let prog = compile_ok("each_row where true\n  << title, event\nend\n");
+    let run = |tree: &mut crate::ResultTree, st: &mut crate::RunState, i: usize| {
+        if let Err(e) = prog.run(&p.view(i), &ctx(), st, tree) {
+            panic!("runtime error: {e}");
+        }
+    };
+    let mut st = prog.new_state();
+    let mut first = prog.new_tree(1);
+    run(&mut first, &mut st, 0);
+    let mut second = first.clone();
+    for i in 1..p.customers.len() {
+        let tree = if i % 2 == 0 { &mut first } else { &mut second };
+        run(tree, &mut st, i);
+    }
+    let (mut even, mut odd) = (prog.new_tree(1), prog.new_tree(1));
+    let mut fresh = prog.new_state();
+    for i in 0..p.customers.len() {
+        if i % 2 == 0 {
+            run(&mut even, &mut fresh, i);
+        }
+        if i % 2 == 1 || i == 0 {
+            run(&mut odd, &mut fresh, i);
+        }
+    }
+    assert_eq!(first.render(&opts), even.render(&opts));
+    assert_eq!(second.render(&opts), odd.render(&opts));
 }
