@@ -125,8 +125,11 @@ pub struct RunState {
     literals: HashMap<usize, Arc<str>>,
     /// The top-level nodes of dictionary texts pushed in place, by
     /// dictionary id (`u32::MAX`: not looked up), in the tree with that
-    /// `ResultTree::uid` (see `Interp::root_text_node`).
+    /// `ResultTree::uid` (see `Interp::text_node`).
     root_texts: (u64, Vec<u32>),
+    /// The same below the top level, by (parent node, dictionary id), in
+    /// the tree of `root_texts.0`.
+    child_texts: HashMap<(u32, u32), u32>,
     /// Reused buffer for text chains (`a + " > " + b`).
     text_buf: String,
     /// The key space of interned pushes last used (see `push_parts`).
@@ -288,6 +291,7 @@ impl Program {
                 ids.clear();
             }
             state.root_texts.1.clear();
+            state.child_texts.clear();
         }
         state.vars.clear();
         state.vars.resize(self.names.len(), Value::Nil);
@@ -1984,10 +1988,11 @@ impl<C: CustomerView> Interp<'_, C> {
         };
         let c = self.c;
         let mut keys = SmallVec::<[KeyRef<'_>; 4]>::new();
-        // The dictionary id of the first key, when it is a text read from
-        // the dictionary (see `RunState::root_texts`).
-        let mut first_text = None;
+        // Per key, its dictionary id when it is a text read from the
+        // dictionary (see `Interp::text_node`).
+        let mut text_ids = SmallVec::<[Option<u32>; 4]>::new();
         for g in groups {
+            let mut text_id = None;
             let key = match g {
                 Expr::Lit(v) => match v {
                     Value::Bool(b) => Some(KeyRef::Bool(*b)),
@@ -2002,9 +2007,7 @@ impl<C: CustomerView> Interp<'_, C> {
                 Expr::Prop(_) if !on_row => None,
                 Expr::Prop(PropRef::Event) => {
                     let id = c.event(row);
-                    if keys.is_empty() {
-                        first_text = Some(id);
-                    }
+                    text_id = Some(id);
                     Some(KeyRef::Text(c.text(id)))
                 }
                 Expr::Prop(PropRef::Stamp) => Some(KeyRef::Int(c.stamp(row))),
@@ -2018,9 +2021,7 @@ impl<C: CustomerView> Interp<'_, C> {
                         },
                         PropKind::Bool => Some(KeyRef::Bool(raw != 0)),
                         PropKind::Text => {
-                            if keys.is_empty() {
-                                first_text = Some(raw as u32);
-                            }
+                            text_id = Some(raw as u32);
                             Some(KeyRef::Text(c.text(raw as u32)))
                         }
                     })
@@ -2030,31 +2031,47 @@ impl<C: CustomerView> Interp<'_, C> {
             // A nil group ends the path (as `fan_out` does).
             let Some(key) = key else { break };
             keys.push(key);
+            text_ids.push(text_id);
         }
         let cols = self.column_values();
-        let r = match (first_text, keys.split_first()) {
-            (Some(id), Some((&first, rest))) => match self.root_text_node(id, first) {
-                Some(node) => {
-                    self.count_at(node, &cols);
-                    self.aggregate_keys_under(Some(node), rest.iter().copied(), &cols)
-                }
-                None => self.fail("the result is too large"),
-            },
-            _ => self.aggregate_keys(keys.into_iter(), &cols),
-        };
+        let mut parent = None;
+        let mut r = Ok(());
+        for (&key, &text_id) in keys.iter().zip(text_ids.iter()) {
+            let node = match text_id {
+                Some(id) => self.text_node(parent, id, key),
+                None => self.out.child(parent, key),
+            };
+            let Some(node) = node else {
+                r = self.fail("the result is too large");
+                break;
+            };
+            self.count_at(node, &cols);
+            parent = Some(node);
+        }
         self.counted(cols);
         r
     }
 
-    /// The top-level node of dictionary text `id` (`key` is its text),
-    /// remembered per state and tree: a flat push of a property such as
-    /// `<< product_name` then neither hashes nor compares its text.
-    fn root_text_node(&mut self, id: u32, key: KeyRef<'_>) -> Option<u32> {
+    /// The node under `parent` of dictionary text `id` (`key` is its
+    /// text), remembered per state and tree: a push of properties such as
+    /// `<< shipper, product_name` then neither hashes its texts nor
+    /// compares them with the tree's (top-level nodes by id in a vector,
+    /// deeper ones by parent and id in a map).
+    fn text_node(&mut self, parent: Option<u32>, id: u32, key: KeyRef<'_>) -> Option<u32> {
         const BY_ID: usize = 1 << 20;
         let tree = self.out.uid();
         if self.st.root_texts.0 != tree {
             self.st.root_texts.0 = tree;
             self.st.root_texts.1.clear();
+            self.st.child_texts.clear();
+        }
+        if let Some(p) = parent {
+            if let Some(&node) = self.st.child_texts.get(&(p, id)) {
+                return Some(node);
+            }
+            let node = self.out.child(parent, key)?;
+            self.st.child_texts.insert((p, id), node);
+            return Some(node);
         }
         let at = id as usize;
         if let Some(&node) = self.st.root_texts.1.get(at).filter(|&&n| n != u32::MAX) {
@@ -2266,16 +2283,7 @@ impl<C: CustomerView> Interp<'_, C> {
         path: impl Iterator<Item = KeyRef<'k>>,
         cols: &Counts,
     ) -> RtResult<()> {
-        self.aggregate_keys_under(None, path, cols)
-    }
-
-    /// [`Self::aggregate_keys`] below node `parent` (`None`: the top).
-    fn aggregate_keys_under<'k>(
-        &mut self,
-        mut parent: Option<u32>,
-        path: impl Iterator<Item = KeyRef<'k>>,
-        cols: &Counts,
-    ) -> RtResult<()> {
+        let mut parent = None;
         for key in path {
             let Some(node) = self.out.child(parent, key) else {
                 return self.fail("the result is too large");
