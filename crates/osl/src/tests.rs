@@ -2723,32 +2723,7 @@ fn literal_pushes_count_every_push_like_their_computed_twins() {
     assert_ne!(a["_"], json!([]));
     // One state feeding two trees, the second a copy of the first taken
     // after customer 0: each must equal a tree fed its customers afresh.
-    let prog = compile_ok(&src);
-    let run = |tree: &mut crate::ResultTree, st: &mut crate::RunState, i: usize| {
-        if let Err(e) = prog.run(&p.view(i), &ctx(), st, tree) {
-            panic!("runtime error: {e}");
-        }
-    };
-    let mut st = prog.new_state();
-    let mut first = prog.new_tree(1);
-    run(&mut first, &mut st, 0);
-    let mut second = first.clone();
-    for i in 1..p.customers.len() {
-        let tree = if i % 2 == 0 { &mut first } else { &mut second };
-        run(tree, &mut st, i);
-    }
-    let (mut even, mut odd) = (prog.new_tree(1), prog.new_tree(1));
-    let mut fresh = prog.new_state();
-    for i in 0..p.customers.len() {
-        if i % 2 == 0 {
-            run(&mut even, &mut fresh, i);
-        }
-        if i % 2 == 1 || i == 0 {
-            run(&mut odd, &mut fresh, i);
-        }
-    }
-    assert_eq!(first.render(&opts), even.render(&opts));
-    assert_eq!(second.render(&opts), odd.render(&opts));
+    assert_tree_and_copy_match_fresh_trees(&p, &src);
 }
 
 #[test]
@@ -2806,7 +2781,14 @@ fn pushes_read_in_place_match_the_general_push() {
             &[("title", t(title))],
         );
     }
-    let prog = compile_ok("each_row where true\n  << title, event\nend\n");
+    assert_tree_and_copy_match_fresh_trees(&p, "each_row where true\n  << title, event\nend\n");
+}
+
+/// One run state feeding a tree (even customers) and a copy of it taken
+/// after customer 0 (odd customers) gives what trees fed afresh give: what
+/// the state remembers of one tree's nodes must not leak into the other.
+fn assert_tree_and_copy_match_fresh_trees(p: &TestPartition, src: &str) {
+    let prog = compile_ok(src);
     let run = |tree: &mut crate::ResultTree, st: &mut crate::RunState, i: usize| {
         if let Err(e) = prog.run(&p.view(i), &ctx(), st, tree) {
             panic!("runtime error: {e}");
@@ -2830,6 +2812,7 @@ fn pushes_read_in_place_match_the_general_push() {
             run(&mut odd, &mut fresh, i);
         }
     }
+    let opts = RenderOptions::default();
     assert_eq!(first.render(&opts), even.render(&opts));
     assert_eq!(second.render(&opts), odd.render(&opts));
 }
