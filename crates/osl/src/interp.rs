@@ -7,7 +7,7 @@ use crate::compile::Program;
 use crate::error::{ErrorCode, Pos, RuntimeError};
 use crate::functions::{call_pure, to_stamp, Func};
 use crate::key_space::{KeySpace, TemplateItem};
-use crate::result_tree::{Dedup, GroupKey, KeyRef, ResultTree};
+use crate::result_tree::{float_key, Dedup, GroupKey, KeyRef, ResultTree};
 use crate::value::{
     arith, compare, contains_all, contains_any, contains_member, negate, nested_deeper_than,
     set_insert, values_equal, values_order, ArithOp, CmpOp, DictMap, Key, SetMap, Value,
@@ -123,13 +123,9 @@ pub struct RunState {
     /// Per-state copies of the program's text literals, by the address of
     /// the program's `Arc` (see `Interp::literal_text`).
     literals: HashMap<usize, Arc<str>>,
-    /// The top-level nodes of dictionary texts pushed in place, by
-    /// dictionary id (`u32::MAX`: not looked up), in the tree with that
-    /// `ResultTree::uid` (see `Interp::text_node`).
-    root_texts: (u64, Vec<u32>),
-    /// The same below the top level, by (parent node, dictionary id), in
-    /// the tree of `root_texts.0`.
-    child_texts: HashMap<(u32, u32), u32>,
+    /// The nodes of dictionary texts pushed in place (see
+    /// `Interp::text_node`).
+    text_nodes: TextNodes,
     /// Reused buffer for text chains (`a + " > " + b`).
     text_buf: String,
     /// The key space of interned pushes last used (see `push_parts`).
@@ -145,6 +141,24 @@ pub struct RunState {
     /// others only a hint, which counts while the variable still holds
     /// that very dictionary text.
     var_text_ids: Vec<(u64, u32)>,
+}
+
+/// The nodes of dictionary texts pushed in place, in the tree with
+/// `ResultTree::uid` `tree`, for the dictionary the state last checked.
+#[derive(Debug, Default)]
+struct TextNodes {
+    tree: u64,
+    /// Top-level nodes by dictionary id (`u32::MAX`: not looked up).
+    roots: Vec<u32>,
+    /// Deeper nodes by (parent node, dictionary id).
+    children: HashMap<(u32, u32), u32>,
+}
+
+impl TextNodes {
+    fn clear(&mut self) {
+        self.roots.clear();
+        self.children.clear();
+    }
 }
 
 /// For forward scans that only visit rows of one event name: once a run
@@ -290,8 +304,7 @@ impl Program {
             for ids in state.key_ids.iter_mut() {
                 ids.clear();
             }
-            state.root_texts.1.clear();
-            state.child_texts.clear();
+            state.text_nodes.clear();
         }
         state.vars.clear();
         state.vars.resize(self.names.len(), Value::Nil);
@@ -1997,10 +2010,7 @@ impl<C: CustomerView> Interp<'_, C> {
                 Expr::Lit(v) => match v {
                     Value::Bool(b) => Some(KeyRef::Bool(*b)),
                     Value::Int(i) => Some(KeyRef::Int(*i)),
-                    Value::Float(f) => match GroupKey::float(*f) {
-                        GroupKey::Float(x) => Some(KeyRef::Float(x)),
-                        _ => None,
-                    },
+                    Value::Float(f) => Some(KeyRef::Float(float_key(*f))),
                     Value::Text(t) => Some(KeyRef::Text(t)),
                     _ => None,
                 },
@@ -2013,16 +2023,14 @@ impl<C: CustomerView> Interp<'_, C> {
                 Expr::Prop(PropRef::Stamp) => Some(KeyRef::Int(c.stamp(row))),
                 Expr::Prop(PropRef::Session) => Some(KeyRef::Int(session)),
                 Expr::Prop(PropRef::User { index, kind, .. }) => {
-                    c.values(row, *index).next().and_then(|raw| match kind {
-                        PropKind::Int => Some(KeyRef::Int(raw as i64)),
-                        PropKind::Double => match GroupKey::float(raw as i64 as f64 / 10_000.0) {
-                            GroupKey::Float(x) => Some(KeyRef::Float(x)),
-                            _ => None,
-                        },
-                        PropKind::Bool => Some(KeyRef::Bool(raw != 0)),
+                    c.values(row, *index).next().map(|raw| match kind {
+                        PropKind::Int => KeyRef::Int(raw as i64),
+                        // (As `decode` reads it, then as a float key.)
+                        PropKind::Double => KeyRef::Float(float_key(raw as i64 as f64 / 10_000.0)),
+                        PropKind::Bool => KeyRef::Bool(raw != 0),
                         PropKind::Text => {
                             text_id = Some(raw as u32);
-                            Some(KeyRef::Text(c.text(raw as u32)))
+                            KeyRef::Text(c.text(raw as u32))
                         }
                     })
                 }
@@ -2060,26 +2068,26 @@ impl<C: CustomerView> Interp<'_, C> {
     fn text_node(&mut self, parent: Option<u32>, id: u32, key: KeyRef<'_>) -> Option<u32> {
         const BY_ID: usize = 1 << 20;
         let tree = self.out.uid();
-        if self.st.root_texts.0 != tree {
-            self.st.root_texts.0 = tree;
-            self.st.root_texts.1.clear();
-            self.st.child_texts.clear();
+        let known = &mut self.st.text_nodes;
+        if known.tree != tree {
+            known.tree = tree;
+            known.clear();
         }
         if let Some(p) = parent {
-            if let Some(&node) = self.st.child_texts.get(&(p, id)) {
+            if let Some(&node) = known.children.get(&(p, id)) {
                 return Some(node);
             }
             let node = self.out.child(parent, key)?;
-            self.st.child_texts.insert((p, id), node);
+            self.st.text_nodes.children.insert((p, id), node);
             return Some(node);
         }
         let at = id as usize;
-        if let Some(&node) = self.st.root_texts.1.get(at).filter(|&&n| n != u32::MAX) {
+        if let Some(&node) = known.roots.get(at).filter(|&&n| n != u32::MAX) {
             return Some(node);
         }
         let node = self.out.child(None, key)?;
         if at < BY_ID {
-            let nodes = &mut self.st.root_texts.1;
+            let nodes = &mut self.st.text_nodes.roots;
             if nodes.len() <= at {
                 nodes.resize(at + 1, u32::MAX);
             }

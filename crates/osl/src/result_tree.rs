@@ -59,6 +59,17 @@ pub struct Column {
     pub value_kind: PropKind,
 }
 
+/// The payload of a float key: `f` rounded half away from zero to 4
+/// decimals, scaled by 10,000 (0 for what is not finite).
+pub(crate) fn float_key(f: f64) -> i64 {
+    let scaled = (f * 10_000.0).round();
+    if scaled.is_finite() {
+        scaled as i64
+    } else {
+        0
+    }
+}
+
 /// A node key: typed so that int 5, float 5.0 and text "5" differ (§10.1).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum GroupKey {
@@ -87,8 +98,7 @@ impl GroupKey {
 
     /// A float key (rounded to 4 decimals).
     pub fn float(f: f64) -> GroupKey {
-        let scaled = (f * 10_000.0).round();
-        GroupKey::Float(if scaled.is_finite() { scaled as i64 } else { 0 })
+        GroupKey::Float(float_key(f))
     }
 
     /// The key borrowed, as tree lookups take it.
@@ -714,30 +724,14 @@ impl ResultTree {
         per_customer: u64,
     ) {
         let ncols = self.columns.len();
-        let i = node as usize * self.record;
-        let Some(rec) = self.words.get_mut(i..i + self.record) else {
-            return;
-        };
-        let Some(mark) = rec.first_mut() else {
-            return;
-        };
-        let first = *mark != run_no;
-        *mark = run_no;
-        let mut bits = if first {
-            present
-        } else {
-            present & !per_customer
+        let mut bits = match self.mark_customer(node, run_no) {
+            true => present,
+            false => present & !per_customer,
         };
         while bits != 0 {
             let c = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            if let Some(w) = self
-                .layout
-                .get(seg * ncols + c)
-                .and_then(|&(_, at)| rec.get_mut(at))
-            {
-                *w += 1;
-            }
+            self.add(node, seg * ncols + c, 1);
         }
     }
 
