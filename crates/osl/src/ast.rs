@@ -265,6 +265,8 @@ pub enum Stmt {
     EachRow {
         /// Modifiers.
         mods: Box<IterMods>,
+        /// How the loop runs, read off its modifiers and condition.
+        plan: LoopPlan,
         /// `where` condition.
         cond: Option<Expr>,
         /// Body.
@@ -542,5 +544,80 @@ impl Lister<'_> {
                 format!("[{}{v}{} where {c}]", a.kind.name(), self.mods(&a.mods))
             }
         }
+    }
+}
+
+/// The shape of a row loop's modifiers that the interpreter runs directly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoopShape {
+    /// No modifiers: every row, first to last.
+    EveryRow,
+    /// `.continue().next().limit(1)`: the next row after the cursor.
+    NextOne,
+    /// Anything else.
+    Other,
+}
+
+/// What an `each_row` needs decided once, when parsed, rather than on
+/// every entry into the loop (a look-ahead loop is entered once per row
+/// of the loop around it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoopPlan {
+    /// The text constant of an `event.is(== "text")` leading the
+    /// condition: rows of other events can be passed over unread.
+    pub guard: Option<u32>,
+    /// The condition is that guard alone: nothing else to evaluate.
+    pub guard_only: bool,
+    /// The modifiers' shape.
+    pub shape: LoopShape,
+}
+
+impl LoopPlan {
+    /// The plan of a loop with modifiers `mods` and condition `cond`.
+    pub fn of(mods: &IterMods, cond: Option<&Expr>) -> LoopPlan {
+        let guard = cond.and_then(event_guard);
+        LoopPlan {
+            guard,
+            guard_only: guard.is_some() && matches!(cond, Some(Expr::Filter(_))),
+            shape: if is_every_row(mods) {
+                LoopShape::EveryRow
+            } else if is_next_one(mods) {
+                LoopShape::NextOne
+            } else {
+                LoopShape::Other
+            },
+        }
+    }
+}
+
+/// True for an `each_row` without modifiers: every row, first to last.
+fn is_every_row(m: &IterMods) -> bool {
+    !m.cont && !m.next && !m.reverse && m.from.is_none() && m.limit.is_none() && !m.scope.is_some()
+}
+
+/// True for the modifiers `.continue().next().limit(1)` and nothing else:
+/// the next row after the cursor that passes the condition.
+fn is_next_one(m: &IterMods) -> bool {
+    m.cont
+        && m.next
+        && !m.reverse
+        && m.from.is_none()
+        && !m.scope.is_some()
+        && matches!(m.limit, Some(Expr::Lit(Value::Int(1))))
+}
+
+pub(crate) fn event_guard(e: &Expr) -> Option<u32> {
+    match e {
+        Expr::Filter(f)
+            if matches!(f.prop, PropRef::Event)
+                && f.mode == FilterMode::Is
+                && f.cmp == CmpOp::Eq
+                && !f.next
+                && !f.scope.is_some() =>
+        {
+            f.text_const
+        }
+        Expr::And(a, _) => event_guard(a),
+        _ => None,
     }
 }

@@ -559,9 +559,9 @@ fn mark_pushes(
                 }
                 mark_pushes(body, columns, customer, guards, m);
             }
-            Stmt::EachRow { cond, body, .. } => {
+            Stmt::EachRow { plan, body, .. } => {
                 // The body runs only on rows named by the guard, if any.
-                let guard = cond.as_ref().and_then(crate::interp::event_guard);
+                let guard = plan.guard;
                 guards.extend(guard);
                 mark_pushes(body, columns, customer, guards, m);
                 if guard.is_some() {

@@ -515,6 +515,8 @@ struct Interp<'r, C: CustomerView> {
     outcome: &'r mut RunOutcome,
     /// The run's last [`Self::next_named`]: (name id, from, found).
     last_named: (u32, usize, Option<usize>),
+    /// The run's last [`Self::first_value`]: (row, property, value).
+    last_value: std::cell::Cell<(usize, u32, Option<u64>)>,
 }
 
 fn rt<T>(code: ErrorCode, detail: impl Into<String>, pos: Pos) -> RtResult<T> {
@@ -544,11 +546,28 @@ impl<'r, C: CustomerView> Interp<'r, C> {
             pos: Pos::default(),
             outcome,
             last_named: (u32::MAX, usize::MAX, None),
+            last_value: std::cell::Cell::new((usize::MAX, u32::MAX, None)),
         }
     }
 }
 
 impl<C: CustomerView> Interp<'_, C> {
+    /// The first (for a single-valued property, the only) value of
+    /// property `index` at `row`. The last answer is kept for the run: a
+    /// script reads the same cell several times in a row, as a variable,
+    /// a push key and a count column's presence, and a row's cells are
+    /// decoded from their start each time.
+    #[inline]
+    fn first_value(&self, row: usize, index: u32) -> Option<u64> {
+        let (last_row, last_index, last) = self.last_value.get();
+        if last_row == row && last_index == index {
+            return last;
+        }
+        let v = self.c.values(row, index).next();
+        self.last_value.set((row, index, v));
+        v
+    }
+
     fn fail<T>(&self, detail: impl Into<String>) -> RtResult<T> {
         rt(ErrorCode::RunTimeExceptionTriggered, detail, self.pos)
     }
@@ -649,12 +668,13 @@ impl<C: CustomerView> Interp<'_, C> {
             }
             Stmt::EachRow {
                 mods,
+                plan,
                 cond,
                 body,
                 pos,
             } => {
                 self.pos = *pos;
-                self.each_row(mods, cond.as_ref(), body)
+                self.each_row(mods, plan, cond.as_ref(), body)
             }
             Stmt::Push {
                 groups,
@@ -1009,6 +1029,7 @@ impl<C: CustomerView> Interp<'_, C> {
 
     /// Counts `rows` passed over by searches for jump slot `j`'s name and
     /// builds its table once they exceed twice the row count.
+    #[inline]
     fn passed_over(&mut self, j: usize, rows: usize) {
         self.st.jumps[j].skipped += rows;
         if self.st.jumps[j].skipped > 2 * self.n + 16 {
@@ -1030,30 +1051,34 @@ impl<C: CustomerView> Interp<'_, C> {
         self.st.jumps[j].built = true;
     }
 
-    fn each_row(&mut self, m: &IterMods, cond: Option<&Expr>, body: &[Stmt]) -> RtResult<Flow> {
+    fn each_row(
+        &mut self,
+        m: &IterMods,
+        plan: &LoopPlan,
+        cond: Option<&Expr>,
+        body: &[Stmt],
+    ) -> RtResult<Flow> {
         let mut flow = Flow::Normal;
         self.loop_depth += 1;
         // When the condition starts with `event.is(== "text")`, rows of other
         // events fail it before anything else is evaluated, so they can be
         // passed over by comparing one dictionary id (`None`: the text is in
         // no row of this partition).
-        let guard = cond.and_then(event_guard).map(|idx| self.text_id(idx));
+        let guard = plan.guard.map(|idx| self.text_id(idx));
         // When the condition is the guard alone, scan already decided it.
-        let cond = match cond {
-            Some(Expr::Filter(_)) if guard.is_some() => None,
-            c => c,
+        let cond = match plan.guard_only {
+            true => None,
+            false => cond,
         };
         // The two commonest loops, guarded by an event name alone, go
         // straight from one row of that name to the next: every row of it
         // (no modifiers), or the next one after the cursor
         // (`.continue().next().limit(1)`).
-        if let (None, Some(id)) = (cond, guard) {
-            let from = if is_every_row(m) {
-                Some((0, u64::MAX))
-            } else if is_next_one(m) {
-                Some((self.cursor.saturating_add(1), 1))
-            } else {
-                None
+        if let (true, Some(id)) = (plan.guard_only, guard) {
+            let from = match plan.shape {
+                LoopShape::EveryRow => Some((0, u64::MAX)),
+                LoopShape::NextOne => Some((self.cursor.saturating_add(1), 1)),
+                LoopShape::Other => None,
             };
             if let Some((from, limit)) = from {
                 let r = self.rows_named(id, from, limit, body);
@@ -1275,10 +1300,9 @@ impl<C: CustomerView> Interp<'_, C> {
                 kind,
                 is_set,
             } => {
-                let mut it = self.c.values(row, index);
                 if is_set {
                     let mut m = SetMap::new();
-                    for raw in it {
+                    for raw in self.c.values(row, index) {
                         let _ = set_insert(&mut m, decode(self.c, kind, raw));
                     }
                     if m.is_empty() {
@@ -1287,7 +1311,7 @@ impl<C: CustomerView> Interp<'_, C> {
                         Value::Set(Arc::new(m))
                     }
                 } else {
-                    it.next()
+                    self.first_value(row, index)
                         .map_or(Value::Nil, |raw| decode(self.c, kind, raw))
                 }
             }
@@ -1688,7 +1712,7 @@ impl<C: CustomerView> Interp<'_, C> {
                 kind: PropKind::Text,
                 is_set: false,
             }) if self.on_row() => {
-                let raw = self.c.values(self.cursor, *index).next()?;
+                let raw = self.first_value(self.cursor, *index)?;
                 Some(self.c.text(raw as u32))
             }
             _ => None,
@@ -1863,7 +1887,7 @@ impl<C: CustomerView> Interp<'_, C> {
             if row < self.n {
                 present |= plan.on_row;
                 for &(index, bit) in plan.props.iter() {
-                    if self.c.values(row, index).next().is_some() {
+                    if self.first_value(row, index).is_some() {
                         present |= bit;
                     }
                 }
@@ -1911,7 +1935,7 @@ impl<C: CustomerView> Interp<'_, C> {
             PropRef::Stamp => Some(self.c.stamp(row)),
             PropRef::Event => Some(1),
             PropRef::Session => Some(self.session_at(row)),
-            PropRef::User { index, .. } => self.c.values(row, index).next().map(|raw| raw as i64),
+            PropRef::User { index, .. } => self.first_value(row, index).map(|raw| raw as i64),
         }
     }
 
@@ -2176,11 +2200,9 @@ impl<C: CustomerView> Interp<'_, C> {
             // same id).
             let in_place = match item {
                 TemplateItem::Lit(_) => continue,
-                TemplateItem::Prop(index) if self.on_row() => self
-                    .c
-                    .values(self.cursor, *index)
-                    .next()
-                    .map(|raw| raw as u32),
+                TemplateItem::Prop(index) if self.on_row() => {
+                    self.first_value(self.cursor, *index).map(|raw| raw as u32)
+                }
                 TemplateItem::Prop(_) => None,
                 TemplateItem::Var(slot) => self
                     .st
@@ -2247,7 +2269,7 @@ impl<C: CustomerView> Interp<'_, C> {
         }
         // (`prop_at` reads nothing off the rows either: nil.)
         let raw = match self.on_row() {
-            true => self.c.values(self.cursor, *index).next(),
+            true => self.first_value(self.cursor, *index),
             false => None,
         };
         let slot = target.slot as usize;
@@ -2618,37 +2640,5 @@ fn reads_in_place(g: &Expr) -> bool {
                 | PropRef::User { is_set: false, .. }
         ),
         _ => false,
-    }
-}
-
-/// True for an `each_row` without modifiers: every row, first to last.
-fn is_every_row(m: &IterMods) -> bool {
-    !m.cont && !m.next && !m.reverse && m.from.is_none() && m.limit.is_none() && !m.scope.is_some()
-}
-
-/// True for the modifiers `.continue().next().limit(1)` and nothing else:
-/// the next row after the cursor that passes the condition.
-fn is_next_one(m: &IterMods) -> bool {
-    m.cont
-        && m.next
-        && !m.reverse
-        && m.from.is_none()
-        && !m.scope.is_some()
-        && matches!(m.limit, Some(Expr::Lit(Value::Int(1))))
-}
-
-pub(crate) fn event_guard(e: &Expr) -> Option<u32> {
-    match e {
-        Expr::Filter(f)
-            if matches!(f.prop, PropRef::Event)
-                && f.mode == FilterMode::Is
-                && f.cmp == CmpOp::Eq
-                && !f.next
-                && !f.scope.is_some() =>
-        {
-            f.text_const
-        }
-        Expr::And(a, _) => event_guard(a),
-        _ => None,
     }
 }

@@ -825,6 +825,7 @@ impl<'a> Parser<'a> {
         self.expect_end("each_row", open)?;
         self.block_depth -= 1;
         Ok(Stmt::EachRow {
+            plan: LoopPlan::of(&mods, cond.as_ref()),
             mods: Box::new(mods),
             cond,
             body,
