@@ -2816,3 +2816,38 @@ fn assert_tree_and_copy_match_fresh_trees(p: &TestPartition, src: &str) {
     assert_eq!(first.render(&opts), even.render(&opts));
     assert_eq!(second.render(&opts), odd.render(&opts));
 }
+
+#[test]
+fn repeated_property_reads_give_each_row_and_property_its_own_value() {
+    // A run keeps its last single-valued property read (`first_value`).
+    // Here variables read three properties at each row in turn, and the
+    // count columns ask again at the push; a push reading the same
+    // properties in place goes to the rows directly, and must agree.
+    let select = "select\n  count id as people\n  count price as priced all\n  count qty as counted all\nend\n";
+    let via_vars = format!(
+        "{select}each_row where true\n  t = title\n  pr = price\n  q = qty\n  << event, t, pr, q\nend\n"
+    );
+    let in_place = format!("{select}each_row where true\n  << event, title, price, qty\nend\n");
+    let p = bookstore();
+    let opts = RenderOptions::default();
+    let a = event_query_on(&p, &via_vars, &opts);
+    let b = event_query_on(&p, &in_place, &opts);
+    assert_eq!(a, b);
+    // Orders reach the price level with their own prices.
+    let orders = a["_"]
+        .as_array()
+        .and_then(|l| l.iter().find(|n| n["g"] == "order"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        orders.to_string().contains("12.5") && orders.to_string().contains("\"g\":8"),
+        "{orders}"
+    );
+    // One property, row after row, with nothing read in between.
+    let select = "select\n  count id as people\n  count event as rows all\nend\n";
+    let via_var = format!("{select}each_row where true\n  t = title\n  << t\nend\n");
+    let in_place = format!("{select}each_row where true\n  << title\nend\n");
+    let a = event_query_on(&p, &via_var, &opts);
+    assert_eq!(a, event_query_on(&p, &in_place, &opts));
+    assert!(a["_"].as_array().is_some_and(|l| l.len() > 1), "{a}");
+}
