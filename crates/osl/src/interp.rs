@@ -965,7 +965,7 @@ impl<C: CustomerView> Interp<'_, C> {
                         let k = i as usize;
                         i = names
                             .get(k..)
-                            .and_then(|rest| rest.iter().position(|&x| x == id))
+                            .and_then(|rest| find_name(rest, id))
                             .map_or(names.len(), |p| k + p) as i64;
                     } else if d > 0 {
                         let mut k = i as usize;
@@ -1181,11 +1181,9 @@ impl<C: CustomerView> Interp<'_, C> {
         } else {
             let found = match self.c.columns().1 {
                 NameIds::Narrow(names) => {
-                    u16::of(id).and_then(|id| names.get(from..)?.iter().position(|&x| x == id))
+                    u16::of(id).and_then(|id| find_name(names.get(from..)?, id))
                 }
-                NameIds::Wide(names) => names
-                    .get(from..)
-                    .and_then(|r| r.iter().position(|&x| x == id)),
+                NameIds::Wide(names) => names.get(from..).and_then(|r| find_name(r, id)),
             };
             let reached = found.map_or(self.n, |p| from + p);
             self.passed_over(j, reached.saturating_sub(from));
@@ -2377,6 +2375,33 @@ impl NameWidth for u32 {
     }
 }
 
+/// The first position of `id` in `names`. Compares a block of 16 names
+/// at a time into a bit mask (the compiler turns the block into vector
+/// compares): searches run between rows of one event, a few dozen rows
+/// each, and a compare-and-branch per name paid a mispredicted exit per
+/// search on top of the per-name work.
+#[inline]
+fn find_name<T: NameWidth>(names: &[T], id: T) -> Option<usize> {
+    const BLOCK: usize = 16;
+    let mut blocks = names.chunks_exact(BLOCK);
+    let mut base = 0;
+    for block in blocks.by_ref() {
+        let mut mask = 0u32;
+        for (k, &x) in block.iter().enumerate() {
+            mask |= u32::from(x == id) << k;
+        }
+        if mask != 0 {
+            return Some(base + mask.trailing_zeros() as usize);
+        }
+        base += BLOCK;
+    }
+    blocks
+        .remainder()
+        .iter()
+        .position(|&x| x == id)
+        .map(|p| base + p)
+}
+
 /// Fills `next` (one more entry than rows, the last the row count) with
 /// the first row at or after each row whose name is `id`.
 fn fill_jump<T: NameWidth>(next: &mut [u32], names: &[T], id: u32) {
@@ -2640,5 +2665,29 @@ fn reads_in_place(g: &Expr) -> bool {
                 | PropRef::User { is_set: false, .. }
         ),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod find_name_tests {
+    use super::find_name;
+
+    #[test]
+    fn finds_the_first_match_in_blocks_and_in_the_remainder() {
+        // Lengths around the 16-name block, the match at every position.
+        for len in [0usize, 1, 15, 16, 17, 31, 32, 33, 70] {
+            for at in 0..len {
+                let mut names = vec![7u16; len];
+                names[at] = 3;
+                // A second match later must not be the answer.
+                if let Some(later) = names.get_mut(at + 5) {
+                    *later = 3;
+                }
+                assert_eq!(find_name(&names, 3u16), Some(at), "len {len} at {at}");
+                let wide: Vec<u32> = names.iter().map(|&n| u32::from(n)).collect();
+                assert_eq!(find_name(&wide, 3u32), Some(at), "len {len} at {at}");
+            }
+            assert_eq!(find_name(&vec![7u16; len], 3u16), None, "len {len}");
+        }
     }
 }
