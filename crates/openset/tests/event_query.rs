@@ -475,6 +475,90 @@ fn next_purchase_pairs_match_a_recount_whether_keys_are_numbered_or_not() {
 }
 
 #[test]
+fn next_purchase_pairs_follow_inserts_when_purchase_rows_are_listed() {
+    // Purchases are one row in 13 here, rare enough for the partition to
+    // list each customer's purchase rows for the guarded loops
+    // (`NameRows`). Purchases then inserted between, before and after
+    // the stored rows move every later row: the lists must follow.
+    let s = Server::start(&["--partitions", "1"]);
+    let shop = json!({"id_type": "textual", "properties": [{"name": "product", "type": "text"}]});
+    s.create_table("rare", &shop);
+    let products = ["tent", "camp stove", "head lamp", "rope", "mug"];
+    let mut rng = common::Rng(0x0dd_5eed);
+    // Per customer: (stamp, product of a purchase or None for a view).
+    let mut rows: Vec<Vec<(i64, Option<&str>)>> = Vec::new();
+    let mut records = Vec::new();
+    let t0 = 1_700_000_000_000i64;
+    for c in 0..40 {
+        let mut mine = Vec::new();
+        for i in 0..80i64 {
+            let stamp = t0 + 60_000 * 10 * i;
+            let product = products[rng.below(products.len() as u64) as usize];
+            let bought = (i % 20 == 3 || rng.below(40) == 0).then_some(product);
+            let event = if bought.is_some() { "purchase" } else { "view" };
+            records.push(
+                json!({"id": format!("c{c}"), "stamp": stamp, "event": event, "product": product}),
+            );
+            mine.push((stamp, bought));
+        }
+        rows.push(mine);
+    }
+    s.insert_ok("rare", &Value::Array(records));
+    let answer = || -> Vec<(String, i64, i64)> {
+        let a = s.request(
+            "POST",
+            "/v1/query/rare/event?sort=pairs",
+            Some(PAIRS.as_bytes()),
+            &[("content-type", "text/plain")],
+        );
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.json["_"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["g"].as_str().unwrap().to_string(),
+                    n["c"][0].as_i64().unwrap(),
+                    n["c"][1].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let recount = |rows: &[Vec<(i64, Option<&'static str>)>]| {
+        let bought: Vec<Vec<&str>> = rows
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.sort_by_key(|&(stamp, _)| stamp);
+                r.into_iter().filter_map(|(_, p)| p).collect()
+            })
+            .collect();
+        recount_pairs(&bought)
+    };
+    let expected = recount(&rows);
+    assert!(expected.len() > 10, "too few pairs: {expected:?}");
+    assert_eq!(answer(), expected);
+    for round in 0..3i64 {
+        let mut records = Vec::new();
+        for c in (0..40).filter(|c| c % 3 == round) {
+            for (k, offset) in [
+                (0, -60_000i64),
+                (1, 60_000 * 10 * 17 + 30_000),
+                (2, 60_000 * 10 * 85),
+            ] {
+                let product = products[((c + k + round) % 5) as usize];
+                let stamp = t0 + offset + round;
+                records.push(json!({"id": format!("c{c}"), "stamp": stamp, "event": "purchase", "product": product}));
+                rows[c as usize].push((stamp, Some(product)));
+            }
+        }
+        s.insert_ok("rare", &Value::Array(records));
+        assert_eq!(answer(), recount(&rows), "after round {round}");
+    }
+}
+
+#[test]
 fn event_names_past_65535_texts_are_found_by_scans() {
     // 66,000 distinct texts come first, so an event name seen after them
     // has a dictionary id past 16 bits: its customers' name columns widen

@@ -105,6 +105,26 @@ impl Program {
         self.row_access
     }
 
+    /// The event names whose rows the program's guarded row loops step
+    /// through (`each_row where event.is(== "x")`, every row or the next
+    /// one): a store that lists a name's rows per customer
+    /// ([`crate::CustomerView::rows_named`]) spares those loops the search.
+    pub fn row_loop_names(&self) -> Vec<Arc<str>> {
+        let mut names: Vec<Arc<str>> = Vec::new();
+        crate::ast::each_stmt(&self.stmts, &mut |s| {
+            if let Stmt::EachRow { plan, .. } = s {
+                let stepped = plan.guard_only && plan.shape != crate::ast::LoopShape::Other;
+                let text = plan.guard.and_then(|i| self.texts.get(i as usize));
+                if let (true, Some(t)) = (stepped, text) {
+                    if !names.contains(t) {
+                        names.push(t.clone());
+                    }
+                }
+            }
+        });
+        names
+    }
+
     /// The script kind it was compiled for.
     pub fn kind(&self) -> ScriptKind {
         self.kind

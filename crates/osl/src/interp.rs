@@ -1172,6 +1172,12 @@ impl<C: CustomerView> Interp<'_, C> {
         if self.last_named.0 == id && self.last_named.1 == from {
             return self.last_named.2;
         }
+        if let Some(rows) = self.c.rows_named(id) {
+            let k = rows.partition_point(|&r| (r as usize) < from);
+            let found = rows.get(k).map(|&r| r as usize).filter(|&r| r < self.n);
+            self.last_named = (id, from, found);
+            return found;
+        }
         // Look-aheads from many rows to a far one would pass over the same
         // rows again and again: as in `scan_in`, a jump table is built
         // once searches have passed over more than twice the row count.

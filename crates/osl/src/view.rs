@@ -45,6 +45,12 @@ pub trait CustomerView {
     fn event(&self, row: usize) -> u32;
     /// Cells of event property `prop` (schema index) at `row`.
     fn values(&self, row: usize, prop: u32) -> Self::Values<'_>;
+    /// The rows named by dictionary id `id`, ascending, when the store
+    /// keeps them listed (`None`: search the names).
+    fn rows_named(&self, id: u32) -> Option<&[u32]> {
+        let _ = id;
+        None
+    }
     /// Stamps and event-name ids of all rows, as slices (row order): scans
     /// read them directly instead of calling [`CustomerView::stamp`] and
     /// [`CustomerView::event`] per row.

@@ -257,11 +257,16 @@ fn run_into(
                     ..ctx.clone()
                 };
                 let chosen = selected(tp, sel, cands.as_ref());
+                let visiting = chosen
+                    .as_ref()
+                    .map_or(tp.customers.len(), |c| c.len() as usize);
+                let name_rows = crate::view::stepped_names(tp, program, visiting);
                 crate::view::for_each_customer::<QueryError>(
                     tp,
                     chosen.as_ref(),
                     program.row_access(),
                     ctx.session_time,
+                    &name_rows,
                     |view| {
                         let outcome = program
                             .run(&view, &ctx, &mut state, tree)

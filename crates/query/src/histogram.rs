@@ -472,11 +472,16 @@ fn run_partition(
         )
     };
     let session_time = runs.first().map_or(0, |(_, ctx)| ctx.session_time);
+    let visiting = union
+        .as_ref()
+        .map_or(tp.customers.len(), |c| c.len() as usize);
+    let name_rows = crate::view::stepped_names(tp, program, visiting);
     crate::view::for_each_customer(
         tp,
         union.as_ref(),
         program.row_access(),
         session_time,
+        &name_rows,
         |view| {
             let ci = view.index;
             // One run, one selection (the common case): straight in.

@@ -247,11 +247,16 @@ impl SegmentRegistry {
                 let chosen = prefilter
                     .as_ref()
                     .map(|pf| crate::event::candidates(pf, tp));
+                let visiting = chosen
+                    .as_ref()
+                    .map_or(tp.customers.len(), |c| c.len() as usize);
+                let name_rows = crate::view::stepped_names(tp, &seg.program, visiting);
                 crate::view::for_each_customer::<QueryError>(
                     tp,
                     chosen.as_ref(),
                     seg.program.row_access(),
                     ctx.session_time,
+                    &name_rows,
                     |view| {
                         let outcome = seg
                             .program

@@ -3,10 +3,11 @@
 use osl::{CustomerId, CustomerView, PropDef, PropKind, RowAccess, Schema};
 use roaring::RoaringBitmap;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use store::index::{PropertyIndex, EVENT_PROP};
 use store::narrow::NarrowSlice;
 use store::partition::{
-    Cell, Customer, Dictionary, RowCells, RowPrefetch, TablePartition, SESSION_GAP,
+    Cell, Customer, Dictionary, NameRows, RowCells, RowPrefetch, TablePartition, SESSION_GAP,
 };
 use store::record::CustomerKey;
 use store::schema::{IdType, PropType, TableSchema};
@@ -49,6 +50,30 @@ pub struct StoredCustomer<'a> {
     /// The customers of each event name, listed once per walk when there
     /// are few names (empty otherwise: `prop_index` answers).
     pub event_customers: &'a [(u64, &'a RoaringBitmap)],
+    /// The rows of the event names the program steps through, per
+    /// customer, for those its partition lists ([`stepped_names`]).
+    pub name_rows: &'a [(u32, Arc<NameRows>)],
+}
+
+/// The listed rows of the event names `program` steps through in its
+/// guarded row loops, for a walk over `visiting` of the partition's
+/// customers. Lists are built (a pass over every customer's names, kept
+/// until the rows change) only for a walk over at least a quarter of the
+/// customers; a smaller walk uses those already built.
+pub fn stepped_names(
+    tp: &TablePartition,
+    program: &osl::Program,
+    visiting: usize,
+) -> Vec<(u32, Arc<NameRows>)> {
+    let build = visiting.saturating_mul(4) >= tp.customers.len();
+    program
+        .row_loop_names()
+        .iter()
+        .filter_map(|t| {
+            let id = tp.dict.lookup(t)?;
+            Some((id, tp.name_rows(id, build)?))
+        })
+        .collect()
 }
 
 impl<'a> StoredCustomer<'a> {
@@ -67,6 +92,7 @@ impl<'a> StoredCustomer<'a> {
             segments: &tp.segments,
             prop_index: &tp.index,
             event_customers: &[],
+            name_rows: &[],
         })
     }
 }
@@ -124,6 +150,12 @@ impl CustomerView for StoredCustomer<'_> {
     }
     fn kept_session_count(&self, gap: i64) -> Option<i64> {
         (gap == SESSION_GAP).then(|| i64::from(self.customer.sessions()))
+    }
+    fn rows_named(&self, id: u32) -> Option<&[u32]> {
+        self.name_rows
+            .iter()
+            .find(|(name, _)| *name == id)
+            .map(|(_, rows)| rows.of(self.index))
     }
     fn columns(&self) -> (&[i64], osl::NameIds<'_>) {
         let names = match self.customer.events.names.as_slice() {
@@ -213,6 +245,7 @@ pub fn for_each_customer<E>(
     chosen: Option<&RoaringBitmap>,
     access: RowAccess,
     session_time: i64,
+    name_rows: &[(u32, Arc<NameRows>)],
     mut visit: impl FnMut(StoredCustomer<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
     const HEADER_AHEAD: usize = 8;
@@ -265,6 +298,7 @@ pub fn for_each_customer<E>(
             segments: &tp.segments,
             prop_index: &tp.index,
             event_customers: &event_customers,
+            name_rows,
         })?;
     }
     Ok(())

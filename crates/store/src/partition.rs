@@ -10,7 +10,7 @@ use crate::codec::{
 };
 use crate::index::{PropertyIndex, EVENT_PROP};
 use crate::log::Lsn;
-use crate::narrow::NarrowVec;
+use crate::narrow::{NarrowSlice, NarrowVec};
 use crate::record::CustomerKey;
 use crate::schema::TableSchema;
 use crate::varint::encode_row;
@@ -372,9 +372,95 @@ pub struct TablePartition {
     /// of a bitmap insert's cost. Cleared whenever the customer changes or
     /// anything is removed from the index.
     recent: (u32, rustc_hash::FxHashSet<(u32, u64)>),
+    /// Derived: the rows of an event name, customer by customer, for names
+    /// queries stepped through ([`TablePartition::name_rows`]); `None` for
+    /// a name too common to be worth listing. Emptied by every change of
+    /// the rows (apply, trim).
+    name_rows: std::sync::Mutex<HashMap<u32, Option<Arc<NameRows>>>>,
+}
+
+/// The rows of one event name, customer by customer: a derived index that
+/// lets a loop over that event's rows go from one to the next without
+/// searching the names between them.
+#[derive(Debug, Default)]
+pub struct NameRows {
+    /// Customer `c`'s rows are `rows[starts[c]..starts[c + 1]]`.
+    starts: Vec<u32>,
+    rows: Vec<u32>,
+}
+
+impl NameRows {
+    /// Lists the rows named `id` of every customer; `None` when they are
+    /// more than one row in [`NameRows::MAX_SHARE`] (a search finds so
+    /// common a name within a few rows anyway).
+    fn build(customers: &[Customer], id: u32) -> Option<NameRows> {
+        let total: usize = customers.iter().map(|c| c.events.len()).sum();
+        let mut out = NameRows {
+            starts: Vec::with_capacity(customers.len() + 1),
+            rows: Vec::new(),
+        };
+        out.starts.push(0);
+        for c in customers {
+            match c.events.names.as_slice() {
+                NarrowSlice::Narrow(names) => {
+                    if let Ok(id) = u16::try_from(id) {
+                        let hits = names.iter().enumerate().filter(|&(_, &n)| n == id);
+                        out.rows.extend(hits.map(|(r, _)| r as u32));
+                    }
+                }
+                NarrowSlice::Wide(names) => {
+                    let hits = names.iter().enumerate().filter(|&(_, &n)| n == id);
+                    out.rows.extend(hits.map(|(r, _)| r as u32));
+                }
+            }
+            if out.rows.len() > total / Self::MAX_SHARE + 1 {
+                return None;
+            }
+            out.starts.push(u32::try_from(out.rows.len()).ok()?);
+        }
+        out.rows.shrink_to_fit();
+        Some(out)
+    }
+
+    /// A name is listed only when at most one row in this many has it.
+    pub const MAX_SHARE: usize = 8;
+
+    /// Customer `customer`'s rows of the name, ascending.
+    pub fn of(&self, customer: u32) -> &[u32] {
+        let c = customer as usize;
+        match (self.starts.get(c), self.starts.get(c + 1)) {
+            (Some(&a), Some(&b)) => self.rows.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
 }
 
 impl TablePartition {
+    /// The rows of event name `id` (a dictionary id), customer by
+    /// customer, if the name is rare enough to list. Built on the first
+    /// call after the rows last changed when `build` is set (a pass over
+    /// every customer's names), else only handed out when already built.
+    pub fn name_rows(&self, id: u32, build: bool) -> Option<Arc<NameRows>> {
+        let mut cache = self.name_rows.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = cache.get(&id) {
+            return known.clone();
+        }
+        if !build {
+            return None;
+        }
+        let rows = NameRows::build(&self.customers, id).map(Arc::new);
+        cache.insert(id, rows.clone());
+        rows
+    }
+
+    /// Drops the derived row lists (the rows are about to change).
+    fn rows_changed(&mut self) {
+        let cache = self.name_rows.get_mut().unwrap_or_else(|e| e.into_inner());
+        if !cache.is_empty() {
+            cache.clear();
+        }
+    }
+
     /// The customer with that id.
     pub fn customer(&self, key: &CustomerKey) -> Option<&Customer> {
         self.index_of(key.as_ref()).map(|i| &self.customers[i])
@@ -433,6 +519,7 @@ impl TablePartition {
     /// snapshot already holds exactly the stored rows.
     /// Returns the customer's index in the partition.
     pub fn apply(&mut self, schema: &TableSchema, rec: &RecordView<'_>, dedup: bool) -> u32 {
+        self.rows_changed();
         if rec.retention {
             let max = match rec.id {
                 KeyRef::Num(n) => n,
@@ -546,6 +633,7 @@ impl TablePartition {
     /// `cutoff` (0: none), then all but the newest `max` (0: no limit), and
     /// brings the index in line with the rows that remain.
     pub fn trim(&mut self, cutoff: i64, max: i64) {
+        self.rows_changed();
         self.recent.1.clear();
         for (ci, c) in self.customers.iter_mut().enumerate() {
             let ev = &mut c.events;
@@ -945,6 +1033,40 @@ mod tests {
         // The same customer and values again: indexed again.
         apply(&mut t, &s, &ev(200, "payment", &["q"]), true);
         assert!(has(&t, EVENT_PROP, pay) && has(&t, 0, q));
+    }
+
+    #[test]
+    fn name_rows_list_each_customers_rows_and_follow_inserts_and_trim() {
+        let s = schema();
+        let mut t = TablePartition::default();
+        // One customer ("a"), 20 rows; "buy" at stamps 4 and 15.
+        for stamp in 1..=20 {
+            let name = if stamp == 4 || stamp == 15 {
+                "buy"
+            } else {
+                "view"
+            };
+            apply(&mut t, &s, &ev(stamp, name, &[]), true);
+        }
+        let buy = t.dict.lookup("buy").unwrap();
+        let view = t.dict.lookup("view").unwrap();
+        // Not built unless asked to build; then kept.
+        assert!(t.name_rows(buy, false).is_none());
+        assert_eq!(t.name_rows(buy, true).unwrap().of(0), &[3, 14]);
+        assert_eq!(t.name_rows(buy, false).unwrap().of(0), &[3, 14]);
+        // Past the last customer: nothing.
+        assert_eq!(t.name_rows(buy, false).unwrap().of(1), &[] as &[u32]);
+        // 18 rows in 20: too common to list.
+        assert!(t.name_rows(view, true).is_none());
+        // An older "buy" moves every row down: the list goes, and comes
+        // back right.
+        apply(&mut t, &s, &ev(0, "buy", &[]), true);
+        assert!(t.name_rows(buy, false).is_none());
+        assert_eq!(t.name_rows(buy, true).unwrap().of(0), &[0, 4, 15]);
+        // So does a trim.
+        t.trim(5, 0);
+        assert!(t.name_rows(buy, false).is_none());
+        assert_eq!(t.name_rows(buy, true).unwrap().of(0), &[10]);
     }
 
     #[test]
