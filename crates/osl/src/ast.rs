@@ -606,7 +606,9 @@ fn is_next_one(m: &IterMods) -> bool {
         && matches!(m.limit, Some(Expr::Lit(Value::Int(1))))
 }
 
-pub(crate) fn event_guard(e: &Expr) -> Option<u32> {
+/// The text constant of an `event.is(== "text")` that leads a loop
+/// condition (alone or as the left of `&&`), if one does.
+fn event_guard(e: &Expr) -> Option<u32> {
     match e {
         Expr::Filter(f)
             if matches!(f.prop, PropRef::Event)

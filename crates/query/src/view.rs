@@ -237,9 +237,11 @@ const MAX_LISTED_EVENTS: usize = 32;
 /// when `None`), in index order. Scans over customers are bound by cache
 /// misses, so this loads the customer a few places ahead: its own fields
 /// eight customers ahead, then the row data `access` says the run reads
-/// two ahead. Stops early (without an error) once the running query was
-/// asked to stop ([`crate::control`]): the query's driver reports that, so
-/// a cancelled query ends within one customer.
+/// two ahead. Each view carries `name_rows` ([`stepped_names`]), the
+/// listed rows its guarded loops step through. Stops early (without an
+/// error) once the running query was asked to stop ([`crate::control`]):
+/// the query's driver reports that, so a cancelled query ends within one
+/// customer.
 pub fn for_each_customer<E>(
     tp: &TablePartition,
     chosen: Option<&RoaringBitmap>,
