@@ -356,6 +356,30 @@ fn recount_pairs(customers: &[Vec<&str>]) -> Vec<(String, i64, i64)> {
     out
 }
 
+/// The PAIRS script's answer on `table` (with `params`): (pair,
+/// customers, pairs) in the order the server lists them.
+fn pairs_answer(s: &Server, table: &str, params: &str) -> Vec<(String, i64, i64)> {
+    let a = s.request(
+        "POST",
+        &format!("/v1/query/{table}/event{params}"),
+        Some(PAIRS.as_bytes()),
+        &[("content-type", "text/plain")],
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    a.json["_"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["g"].as_str().unwrap().to_string(),
+                n["c"][0].as_i64().unwrap(),
+                n["c"][1].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// A customer and the products of its purchases, in order.
 type Buyer<'a> = (&'a str, &'a [&'a str]);
 
@@ -402,27 +426,7 @@ fn next_purchase_pairs_match_a_recount_whether_keys_are_numbered_or_not() {
     }
     s.insert_ok("shop", &Value::Array(records.clone()));
     let base = records;
-    let answer = |table: &str, params: &str| -> Vec<(String, i64, i64)> {
-        let a = s.request(
-            "POST",
-            &format!("/v1/query/{table}/event{params}"),
-            Some(PAIRS.as_bytes()),
-            &[("content-type", "text/plain")],
-        );
-        assert_eq!(a.status, 200, "{}", a.text);
-        a.json["_"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| {
-                (
-                    n["g"].as_str().unwrap().to_string(),
-                    n["c"][0].as_i64().unwrap(),
-                    n["c"][1].as_i64().unwrap(),
-                )
-            })
-            .collect()
-    };
+    let answer = |table: &str, params: &str| pairs_answer(&s, table, params);
     let expected = recount_pairs(&customers);
     assert!(expected.len() > 10, "too few pairs: {expected:?}");
     assert_eq!(answer("shop", "?sort=pairs"), expected);
@@ -504,27 +508,7 @@ fn next_purchase_pairs_follow_inserts_when_purchase_rows_are_listed() {
         rows.push(mine);
     }
     s.insert_ok("rare", &Value::Array(records));
-    let answer = || -> Vec<(String, i64, i64)> {
-        let a = s.request(
-            "POST",
-            "/v1/query/rare/event?sort=pairs",
-            Some(PAIRS.as_bytes()),
-            &[("content-type", "text/plain")],
-        );
-        assert_eq!(a.status, 200, "{}", a.text);
-        a.json["_"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| {
-                (
-                    n["g"].as_str().unwrap().to_string(),
-                    n["c"][0].as_i64().unwrap(),
-                    n["c"][1].as_i64().unwrap(),
-                )
-            })
-            .collect()
-    };
+    let answer = || pairs_answer(&s, "rare", "?sort=pairs");
     let recount = |rows: &[Vec<(i64, Option<&'static str>)>]| {
         let bought: Vec<Vec<&str>> = rows
             .iter()

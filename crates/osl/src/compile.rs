@@ -84,6 +84,8 @@ pub struct Program {
     pub(crate) count_plan: Option<crate::interp::CountPlan>,
     /// The row data a run can read (drivers prefetch only that).
     pub(crate) row_access: crate::access::RowAccess,
+    /// See [`Program::row_loop_names`].
+    row_loop_names: Vec<Arc<str>>,
     /// Unique in the process: a `RunState` notices when it is handed
     /// another program and drops what it derived from the last one.
     pub(crate) uid: u64,
@@ -109,20 +111,8 @@ impl Program {
     /// through (`each_row where event.is(== "x")`, every row or the next
     /// one): a store that lists a name's rows per customer
     /// ([`crate::CustomerView::rows_named`]) spares those loops the search.
-    pub fn row_loop_names(&self) -> Vec<Arc<str>> {
-        let mut names: Vec<Arc<str>> = Vec::new();
-        crate::ast::each_stmt(&self.stmts, &mut |s| {
-            if let Stmt::EachRow { plan, .. } = s {
-                let stepped = plan.guard_only && plan.shape != crate::ast::LoopShape::Other;
-                let text = plan.guard.and_then(|i| self.texts.get(i as usize));
-                if let (true, Some(t)) = (stepped, text) {
-                    if !names.contains(t) {
-                        names.push(t.clone());
-                    }
-                }
-            }
-        });
-        names
+    pub fn row_loop_names(&self) -> &[Arc<str>] {
+        &self.row_loop_names
     }
 
     /// The script kind it was compiled for.
@@ -343,6 +333,7 @@ fn compile_inner(
         }
         None => Vec::new(),
     };
+    let row_loop_names = stepped_loop_names(&stmts, &parsed.texts);
     Ok(Program {
         kind: opts.kind,
         count_plan: crate::interp::CountPlan::of(&parsed.columns),
@@ -371,6 +362,7 @@ fn compile_inner(
             && !memos.unmemoized
             && memos.written.is_empty(),
         row_access,
+        row_loop_names,
         uid: {
             static PROGRAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
             PROGRAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -591,6 +583,24 @@ fn mark_pushes(
             Stmt::Break(..) | Stmt::Continue | Stmt::Exit | Stmt::Return(_) | Stmt::Expr(_) => {}
         }
     }
+}
+
+/// The texts of the event names guarding loops the interpreter steps
+/// through row by row (the guard alone, over every row or the next one).
+fn stepped_loop_names(stmts: &[Stmt], texts: &[Arc<str>]) -> Vec<Arc<str>> {
+    let mut names: Vec<Arc<str>> = Vec::new();
+    each_stmt(stmts, &mut |s| {
+        if let Stmt::EachRow { plan, .. } = s {
+            let stepped = plan.guard_only && plan.shape != crate::ast::LoopShape::Other;
+            let text = plan.guard.and_then(|i| texts.get(i as usize));
+            if let (true, Some(t)) = (stepped, text) {
+                if !names.contains(t) {
+                    names.push(t.clone());
+                }
+            }
+        }
+    });
+    names
 }
 
 /// Textual `{{name}}` substitution (rest spec 5.1): each reference is
