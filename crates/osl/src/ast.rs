@@ -570,6 +570,9 @@ pub struct LoopPlan {
     pub guard_only: bool,
     /// The modifiers' shape.
     pub shape: LoopShape,
+    /// Set by the compiler: this loop and the look-ahead in it run as one
+    /// (`crate::pair_walk`, the program's `pair_walk` plan).
+    pub pair_walk: bool,
 }
 
 impl LoopPlan {
@@ -586,6 +589,7 @@ impl LoopPlan {
             } else {
                 LoopShape::Other
             },
+            pair_walk: false,
         }
     }
 }

@@ -79,6 +79,9 @@ pub struct Program {
     /// value and are read nowhere else: a run keeps the value's dictionary
     /// id for them instead of the text (see [`id_only_vars`]).
     pub(crate) id_only_vars: Vec<u32>,
+    /// The loop marked to run with its look-ahead as one (see
+    /// [`crate::pair_walk`]).
+    pub(crate) pair_walk: Option<crate::pair_walk::PairWalk>,
     /// How pushes count when every column is a plain count (see
     /// [`crate::interp::CountPlan`]).
     pub(crate) count_plan: Option<crate::interp::CountPlan>,
@@ -333,8 +336,14 @@ fn compile_inner(
         }
         None => Vec::new(),
     };
+    let pair_walk = crate::pair_walk::mark(
+        &mut stmts,
+        key_chain.as_ref().map(|(t, _)| t),
+        &id_only_vars,
+    );
     let row_loop_names = stepped_loop_names(&stmts, &parsed.texts);
     Ok(Program {
+        pair_walk,
         kind: opts.kind,
         count_plan: crate::interp::CountPlan::of(&parsed.columns),
         stmts,

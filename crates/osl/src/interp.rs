@@ -7,6 +7,7 @@ use crate::compile::Program;
 use crate::error::{ErrorCode, Pos, RuntimeError};
 use crate::functions::{call_pure, to_stamp, Func};
 use crate::key_space::{KeySpace, TemplateItem};
+use crate::pair_walk::{PairWalk, PartSource};
 use crate::result_tree::{float_key, Dedup, GroupKey, KeyRef, ResultTree};
 use crate::value::{
     arith, compare, contains_all, contains_any, contains_member, negate, nested_deeper_than,
@@ -1074,6 +1075,14 @@ impl<C: CustomerView> Interp<'_, C> {
         // straight from one row of that name to the next: every row of it
         // (no modifiers), or the next one after the cursor
         // (`.continue().next().limit(1)`).
+        if plan.pair_walk && self.out.key_space().is_some_and(|s| !s.failed()) {
+            let prog = self.prog;
+            if let Some(w) = &prog.pair_walk {
+                let r = self.pair_walk(w);
+                self.loop_depth -= 1;
+                return r;
+            }
+        }
         if let (true, Some(id)) = (plan.guard_only, guard) {
             let from = match plan.shape {
                 LoopShape::EveryRow => Some((0, u64::MAX)),
@@ -1162,6 +1171,111 @@ impl<C: CustomerView> Interp<'_, C> {
         self.st.windows.pop();
         self.cursor = saved;
         flow
+    }
+
+    /// The loop marked by [`crate::pair_walk`]: every row of the outer
+    /// name, then the next row of the inner name and the push there, as
+    /// the two general loops would run them.
+    #[inline(never)]
+    fn pair_walk(&mut self, w: &PairWalk) -> RtResult<Flow> {
+        let (Some(outer), Some(inner)) = (self.text_id(w.outer), self.text_id(w.inner)) else {
+            // No row of one of the names: no push is ever reached.
+            return Ok(Flow::Normal);
+        };
+        let Some(space) = self.take_key_space() else {
+            return Ok(Flow::Normal);
+        };
+        let saved = self.cursor;
+        // The two loops' windows, as the general path keeps them.
+        self.st.windows.push(None);
+        self.st.windows.push(None);
+        let r = self.pair_walk_rows(w, outer, inner, &space);
+        self.st.windows.pop();
+        self.st.windows.pop();
+        self.st.key_space = Some(space);
+        self.cursor = saved;
+        r.map(|()| Flow::Normal)
+    }
+
+    fn pair_walk_rows(
+        &mut self,
+        w: &PairWalk,
+        outer: u32,
+        inner: u32,
+        space: &Arc<KeySpace>,
+    ) -> RtResult<()> {
+        let c = self.c;
+        // Listed rows of the same name for both loops: the inner row is the
+        // outer loop's next one, no search needed.
+        let listed = match (c.rows_named(outer), outer == inner) {
+            (Some(rows), true) => rows,
+            _ => &[],
+        };
+        let mut ids = [0u32; 2];
+        let mut next = 0;
+        let mut k = 0;
+        loop {
+            let (row, found) = if listed.is_empty() {
+                let Some(row) = self.next_named(outer, next) else {
+                    break;
+                };
+                next = row + 1;
+                (row, self.next_named(inner, row + 1))
+            } else {
+                let Some(&row) = listed.get(k) else { break };
+                k += 1;
+                let found = listed.get(k).map(|&r| r as usize);
+                (row as usize, found)
+            };
+            // No later row of the inner name: no later outer row finds one.
+            let Some(found) = found.filter(|&f| f < self.n) else {
+                break;
+            };
+            self.cursor = found;
+            let mut filed = true;
+            for (i, part) in w.parts.iter().enumerate() {
+                let raw = match *part {
+                    PartSource::Noted(k) => match w.notes.get(k) {
+                        Some(&(_, index)) => self.first_value(row, index),
+                        None => None,
+                    },
+                    PartSource::Prop(index) => self.first_value(found, index),
+                };
+                match (
+                    raw.and_then(|r| self.key_of_text_id(space, i, r as u32)),
+                    ids.get_mut(i),
+                ) {
+                    (Some(id), Some(slot)) => *slot = id,
+                    _ => {
+                        filed = false;
+                        break;
+                    }
+                }
+            }
+            if filed {
+                self.pos = w.push_pos;
+                let cols = self.column_values();
+                let key = KeySpace::pack(ids.get(..w.parts.len()).unwrap_or(&[]));
+                let r = self.aggregate_keys(std::iter::once(KeyRef::Parts(key)), &cols);
+                self.counted(cols);
+                r?;
+                continue;
+            }
+            // A missing value or a text the space cannot number: the
+            // general push decides, from the notes it would have seen.
+            for &(slot, index) in &w.notes {
+                let raw = self.first_value(row, index);
+                self.note_id(slot, raw);
+            }
+            self.st.key_space = Some(space.clone());
+            let r = self.push_parts(w.push_pos);
+            self.st.key_space = None;
+            r?;
+            if space.failed() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// The first row at or after `from` named by dictionary id `id`. The
@@ -2155,11 +2269,21 @@ impl<C: CustomerView> Interp<'_, C> {
     /// ambiguous, fails the space (the query then runs again with text
     /// keys) and the push is dropped.
     fn push_parts(&mut self, pos: Pos) -> RtResult<()> {
-        let Some(space) = self.out.key_space() else {
+        let Some(space) = self.take_key_space() else {
             return Ok(());
         };
+        let r = self.push_parts_in(&space, pos);
+        self.st.key_space = Some(space);
+        r
+    }
+
+    /// The tree's key space, taken out of the run state (put it back
+    /// after use) and made current there: ids numbered for another space
+    /// are dropped. `None` without a space or once it failed.
+    fn take_key_space(&mut self) -> Option<Arc<KeySpace>> {
+        let space = self.out.key_space()?;
         if space.failed() {
-            return Ok(());
+            return None;
         }
         if !self
             .st
@@ -2175,12 +2299,7 @@ impl<C: CustomerView> Interp<'_, C> {
                 texts.clear();
             }
         }
-        let Some(space) = self.st.key_space.take() else {
-            return Ok(());
-        };
-        let r = self.push_parts_in(&space, pos);
-        self.st.key_space = Some(space);
-        r
+        self.st.key_space.take()
     }
 
     fn push_parts_in(&mut self, space: &KeySpace, pos: Pos) -> RtResult<()> {
@@ -2276,16 +2395,22 @@ impl<C: CustomerView> Interp<'_, C> {
             true => self.first_value(self.cursor, *index),
             false => None,
         };
-        let slot = target.slot as usize;
+        self.note_id(target.slot, raw);
+        // Only a push filed by number reads the noted id instead of the
+        // variable (a tree without a key space takes the text path).
+        self.prog.id_only_vars.contains(&target.slot) && self.out.key_space().is_some()
+    }
+
+    /// Notes raw text value `raw` as variable `slot`'s dictionary id for
+    /// this run (`RunState::var_text_ids`).
+    fn note_id(&mut self, slot: u32, raw: Option<u64>) {
+        let slot = slot as usize;
         if self.st.var_text_ids.len() <= slot {
             self.st.var_text_ids.resize(slot + 1, (0, u32::MAX));
         }
         if let Some(noted) = self.st.var_text_ids.get_mut(slot) {
             *noted = (self.st.run_no, raw.map_or(u32::MAX, |r| r as u32));
         }
-        // Only a push filed by number reads the noted id instead of the
-        // variable (a tree without a key space takes the text path).
-        self.prog.id_only_vars.contains(&target.slot) && self.out.key_space().is_some()
     }
 
     /// The key-space number of dictionary text `text_id` as part `part`

@@ -20,6 +20,7 @@ pub mod index_only;
 pub mod interp;
 pub mod key_space;
 pub mod lexer;
+mod pair_walk;
 pub mod parser;
 pub mod prefilter;
 pub mod result_tree;

@@ -20,6 +20,9 @@ pub struct TestPartition {
     /// Name the dictionary to runs (as the server's views do), so that run
     /// states keep what they derived from it between customers.
     pub named_dictionary: bool,
+    /// List every event name's rows per customer to runs
+    /// ([`CustomerView::rows_named`]), as a store's partition lists rare ones.
+    pub list_rows: bool,
 }
 
 /// One test customer.
@@ -32,6 +35,8 @@ pub struct TestCustomer {
     events: Vec<u32>,
     /// `events` in two bytes each (truncated where one does not fit).
     events16: Vec<u16>,
+    /// Per event-name id, its rows (for [`TestPartition::list_rows`]).
+    rows_by_name: HashMap<u32, Vec<u32>>,
     props: Vec<(u32, u64)>,
     segments: HashMap<String, bool>,
 }
@@ -142,6 +147,8 @@ impl TestPartition {
             c.stamps.push(stamp);
             c.events.push(ev);
             c.events16.push(ev as u16);
+            let row = c.rows.len() as u32;
+            c.rows_by_name.entry(ev).or_default().push(row);
             c.rows.push(TestRow {
                 stamp,
                 event: ev,
@@ -237,6 +244,14 @@ impl CustomerView for TestView<'_> {
             Some(c) => (&c.stamps[..], NameIds::Wide(&c.events[..])),
             None => (&[], NameIds::Wide(&[])),
         }
+    }
+
+    fn rows_named(&self, id: u32) -> Option<&[u32]> {
+        if !self.part.list_rows {
+            return None;
+        }
+        let rows = self.cust.and_then(|c| c.rows_by_name.get(&id));
+        Some(rows.map_or(&[], Vec::as_slice))
     }
 
     fn event(&self, row: usize) -> u32 {

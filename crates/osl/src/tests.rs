@@ -2206,7 +2206,11 @@ fn purchases(titles: &[&[Option<&str>]]) -> TestPartition {
         let c = p.add_customer(&format!("c{ci}"));
         for (ri, title) in rows.iter().enumerate() {
             let stamp = ms("2024-03-01T10:00:00Z") + 60_000 * ri as i64;
-            let mut props = vec![("qty", Value::Int(ri as i64 + 1))];
+            let channel = if ri % 2 == 0 { "web" } else { "app" };
+            let mut props = vec![
+                ("qty", Value::Int(ri as i64 + 1)),
+                ("channel", Value::text(channel)),
+            ];
             if let Some(t) = title {
                 props.push(("title", Value::text(t)));
             }
@@ -2334,6 +2338,106 @@ fn interned_chain_pushes_render_as_their_texts() {
     merged.merge(halves.remove(0));
     let (_, plain) = interned_and_plain(&data, src, &RenderOptions::default());
     assert_eq!(merged.render(&RenderOptions::default()), plain);
+}
+
+#[test]
+fn pair_walks_answer_as_the_general_loops_do() {
+    // `crate::pair_walk`: a loop over every row of one event that notes
+    // properties, around a look-ahead for the next row of another (or the
+    // same) event that pushes them, runs as one loop. Each script answers
+    // as its twin whose guards are hidden from the loops (`where true &&
+    // event.is(...)`, run the general way), with rows listed per name or
+    // searched, keys numbered or not. Titles are missing on some rows.
+    let mut data = purchases(&[
+        &[
+            Some("dune"),
+            Some("emma"),
+            Some("dune"),
+            None,
+            Some("ulysses"),
+        ],
+        &[Some("emma"), None, Some("dune"), Some("dune"), Some("emma")],
+        &[None, Some("dune"), Some("x"), Some("dune"), Some("emma")],
+        &[Some("dune")],
+        &[],
+    ]);
+    let script = |select: &str, outer: &str, inner: &str, before: &str, push: &str| {
+        format!(
+            "{select}each_row where event.is(== \"{outer}\")\n  {before}\n  \
+             each_row.continue().next().limit(1) where event.is(== \"{inner}\")\n    \
+             << {push}\n  end\nend\n"
+        )
+    };
+    let counts = "select\n  count id as customers\n  count title as pairs all\nend\n";
+    let sums = "select\n  count id as customers\n  sum qty as q\nend\n";
+    let chain = "p + \" > \" + title";
+    // (script, marked to run as one loop)
+    let mut scripts = Vec::new();
+    for select in [counts, sums] {
+        scripts.extend([
+            (
+                script(select, "purchase", "purchase", "p = title", chain),
+                true,
+            ),
+            (
+                script(select, "view", "purchase", "p = channel", chain),
+                true,
+            ),
+            (script(select, "purchase", "view", "p = title", chain), true),
+            // Two notes; the later note of a variable is the one pushed.
+            (
+                script(
+                    select,
+                    "purchase",
+                    "purchase",
+                    "q = channel\n  p = title\n  q = title",
+                    "\"[\" + p + \"|\" + q + \"]\"",
+                ),
+                true,
+            ),
+            // No note: the push reads only the look-ahead's row.
+            (
+                script(select, "purchase", "purchase", "", "\"t:\" + title"),
+                true,
+            ),
+            // Anything else in the outer body: the general loops.
+            (
+                script(
+                    select,
+                    "purchase",
+                    "purchase",
+                    "p = title\n  n = qty",
+                    chain,
+                ),
+                false,
+            ),
+            (
+                script(select, "purchase", "missing", "p = title", chain),
+                true,
+            ),
+        ]);
+    }
+    for list_rows in [false, true] {
+        data.list_rows = list_rows;
+        for (src, marked) in &scripts {
+            let twin = src.replace("where event.is(", "where true && event.is(");
+            assert_eq!(compile_ok(src).pair_walk.is_some(), *marked, "{src}");
+            assert!(compile_ok(&twin).pair_walk.is_none(), "{twin}");
+            let opts = RenderOptions::default();
+            let (interned, plain) = interned_and_plain(&data, src, &opts);
+            let (twin_interned, twin_plain) = interned_and_plain(&data, &twin, &opts);
+            assert_eq!(plain, twin_plain, "lists {list_rows}:\n{src}");
+            assert_eq!(interned, Some(plain.clone()), "lists {list_rows}:\n{src}");
+            assert_eq!(
+                twin_interned,
+                Some(plain.clone()),
+                "lists {list_rows}:\n{src}"
+            );
+            if !src.contains("missing") {
+                assert_ne!(plain["_"], json!([]), "pushed nothing:\n{src}");
+            }
+        }
+    }
 }
 
 #[test]
