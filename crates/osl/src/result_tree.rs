@@ -485,6 +485,65 @@ pub struct ResultTree {
     uid: u64,
 }
 
+/// The grown buffers of a dropped tree's top level, kept for the next
+/// tree that grows (see [`SPARES`]).
+struct Spare {
+    roots: Level,
+    words: Vec<u64>,
+    texts: String,
+}
+
+impl Spare {
+    fn bytes(&self) -> usize {
+        self.roots.capacity() * (std::mem::size_of::<Slot>() + 1)
+            + self.words.capacity() * 8
+            + self.texts.capacity()
+    }
+}
+
+/// Buffers of dropped trees. A query's trees grow from nothing on every
+/// run: each doubling copies the table and the records into memory the
+/// allocator has often just handed back to the OS, so every page of it
+/// faults again (about 490 page faults per run of the pairs query of
+/// `bench/`; 12 with these kept). Trees that grow take these instead, as large as
+/// the last queries needed. At most [`MAX_SPARES`] are kept, the largest,
+/// and none over [`MAX_SPARE_BYTES`]: a handful of MiB stays resident
+/// between queries instead of going back and forth.
+static SPARES: std::sync::Mutex<Vec<Spare>> = std::sync::Mutex::new(Vec::new());
+/// How many trees' buffers [`SPARES`] keeps (a query of two workers has
+/// three growing trees: one per worker and the merged one).
+const MAX_SPARES: usize = 4;
+/// The largest buffers [`SPARES`] keeps for one tree.
+const MAX_SPARE_BYTES: usize = 16 << 20;
+
+impl Drop for ResultTree {
+    fn drop(&mut self) {
+        if self.words.capacity() == 0 {
+            return;
+        }
+        let mut spare = Spare {
+            roots: std::mem::take(&mut self.roots),
+            words: std::mem::take(&mut self.words),
+            texts: std::mem::take(&mut self.texts),
+        };
+        if spare.bytes() > MAX_SPARE_BYTES {
+            return;
+        }
+        spare.roots.clear();
+        spare.words.clear();
+        spare.texts.clear();
+        let Ok(mut spares) = SPARES.lock() else {
+            return;
+        };
+        spares.push(spare);
+        if spares.len() > MAX_SPARES {
+            // Keep the largest: the next queries are likely as large.
+            spares.sort_by_key(|s| std::cmp::Reverse(s.bytes()));
+            spares.truncate(MAX_SPARES);
+        }
+    }
+}
+
 /// The next [`ResultTree::uid`] (0 is never one).
 static NEXT_TREE_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -653,6 +712,9 @@ impl ResultTree {
         }) {
             return Some(s.node());
         }
+        if self.nodes == 0 {
+            self.adopt_spare();
+        }
         let stored = match (fixed, key) {
             (Some(stored), _) => stored,
             (None, KeyRef::Text(t)) => {
@@ -683,6 +745,24 @@ impl ResultTree {
         };
         level.insert_unique(table_hash, slot, Slot::table_hash);
         Some(node)
+    }
+
+    /// Takes the largest spare buffers ([`SPARES`]) for a tree about to
+    /// get its first node.
+    #[cold]
+    fn adopt_spare(&mut self) {
+        if self.words.capacity() != 0 || self.roots.capacity() != 0 || self.texts.capacity() != 0 {
+            return;
+        }
+        let spare = SPARES.lock().ok().and_then(|mut spares| {
+            let largest = (0..spares.len()).max_by_key(|&i| spares[i].bytes())?;
+            Some(spares.swap_remove(largest))
+        });
+        if let Some(spare) = spare {
+            self.roots = spare.roots;
+            self.words = spare.words;
+            self.texts = spare.texts;
+        }
     }
 
     fn record_mut(&mut self, node: u32) -> Option<&mut [u64]> {
@@ -819,16 +899,17 @@ impl ResultTree {
 
     /// Merges `other` into `self` (associative and commutative; both trees
     /// must have the same columns and segment count).
-    pub fn merge(&mut self, other: ResultTree) {
+    pub fn merge(&mut self, mut other: ResultTree) {
         if self.nodes == 0 {
             // Nothing here yet: take the other tree's arenas as they are.
-            self.roots = other.roots;
-            self.children = other.children;
+            // (Swapped: buffers this tree adopted go back with `other`.)
+            std::mem::swap(&mut self.roots, &mut other.roots);
+            std::mem::swap(&mut self.children, &mut other.children);
+            std::mem::swap(&mut self.words, &mut other.words);
+            std::mem::swap(&mut self.texts, &mut other.texts);
             self.nodes = other.nodes;
-            self.words = other.words;
-            self.texts = other.texts;
             if self.key_space.is_none() {
-                self.key_space = other.key_space;
+                self.key_space = other.key_space.take();
             }
             return;
         }
@@ -1054,6 +1135,38 @@ mod tests {
             t.add(n, 1, *v);
         }
         t
+    }
+
+    #[test]
+    fn trees_growing_in_a_dropped_trees_buffers_start_empty() {
+        // Dropped trees leave their grown buffers for the next trees that
+        // grow (`SPARES`): nothing of the old keys, texts or counts may
+        // show. (Tests share the process's spares, so any tree may get
+        // any; the answers must hold whichever.)
+        let big: Vec<(String, i64)> = (0..5_000).map(|i| (format!("old key {i}"), i)).collect();
+        let big: Vec<(&str, i64)> = big.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let o = RenderOptions::default();
+        for round in 0..3 {
+            drop(tree_with(&big));
+            drop(tree_with(&big));
+            let small = tree_with(&[("x", 50_000), ("y", 10_000), ("x", 20_000)]);
+            let fresh = {
+                let mut t = tree_with(&[("y", 10_000)]);
+                t.merge(tree_with(&[("x", 50_000), ("x", 20_000)]));
+                t
+            };
+            let j = small.render(&o);
+            assert_eq!(j, fresh.render(&o), "round {round}");
+            assert_eq!(j["_"].as_array().map(Vec::len), Some(2), "{j}");
+            assert_eq!(j["_"][0]["g"], "x", "{j}");
+            assert_eq!(j["_"][0]["c"][0], 2, "{j}");
+            assert_eq!(small.node_count(), 2);
+            // A tree that takes another's arenas in a merge hands back
+            // what it had adopted; it still answers for the merged keys.
+            let mut empty = ResultTree::new(&cols(), 1);
+            empty.merge(tree_with(&big));
+            assert_eq!(empty.node_count(), big.len());
+        }
     }
 
     #[test]
