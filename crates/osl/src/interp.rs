@@ -142,6 +142,11 @@ pub struct RunState {
     /// others only a hint, which counts while the variable still holds
     /// that very dictionary text.
     var_text_ids: Vec<(u64, u32)>,
+    /// A pair walk's pushes not counted yet: packed key and the columns
+    /// present (see `Interp::pair_walk_rows`).
+    pair_pushes: Vec<(u64, u64)>,
+    /// Their nodes, found before any is counted.
+    pair_nodes: Vec<u32>,
 }
 
 /// The nodes of dictionary texts pushed in place, in the tree with
@@ -1211,6 +1216,12 @@ impl<C: CustomerView> Interp<'_, C> {
             (Some(rows), true) => rows,
             _ => &[],
         };
+        // Every listed row's properties will be read: ask for them all
+        // now, so their cache misses overlap instead of following one
+        // another.
+        for &row in listed.iter().take(PREFETCH_ROWS) {
+            c.prefetch_row(row as usize);
+        }
         let mut ids = [0u32; 2];
         let mut next = 0;
         let mut k = 0;
@@ -1256,13 +1267,22 @@ impl<C: CustomerView> Interp<'_, C> {
                 self.pos = w.push_pos;
                 let cols = self.column_values();
                 let key = KeySpace::pack(ids.get(..w.parts.len()).unwrap_or(&[]));
+                if let Counts::Present(present) = cols {
+                    self.st.pair_pushes.push((key, present));
+                    if self.st.pair_pushes.len() >= PAIR_BATCH {
+                        self.count_pair_pushes()?;
+                    }
+                    continue;
+                }
                 let r = self.aggregate_keys(std::iter::once(KeyRef::Parts(key)), &cols);
                 self.counted(cols);
                 r?;
                 continue;
             }
             // A missing value or a text the space cannot number: the
-            // general push decides, from the notes it would have seen.
+            // general push decides, from the notes it would have seen
+            // (after the pushes before it).
+            self.count_pair_pushes()?;
             for &(slot, index) in &w.notes {
                 let raw = self.first_value(row, index);
                 self.note_id(slot, raw);
@@ -1275,7 +1295,40 @@ impl<C: CustomerView> Interp<'_, C> {
                 break;
             }
         }
-        Ok(())
+        self.count_pair_pushes()
+    }
+
+    /// Counts the pair walk's pending pushes, in order. Their nodes are
+    /// all found first, each record asked for as its node is known: the
+    /// lookups do not depend on one another, so their cache misses
+    /// overlap, where a push at a time would wait for each in turn.
+    fn count_pair_pushes(&mut self) -> RtResult<()> {
+        if self.st.pair_pushes.is_empty() {
+            return Ok(());
+        }
+        let pushes = std::mem::take(&mut self.st.pair_pushes);
+        let mut nodes = std::mem::take(&mut self.st.pair_nodes);
+        nodes.clear();
+        let mut r = Ok(());
+        for &(key, _) in &pushes {
+            match self.out.child(None, KeyRef::Parts(key)) {
+                Some(node) => {
+                    self.out.prefetch_record(node);
+                    nodes.push(node);
+                }
+                None => {
+                    r = self.fail("the result is too large");
+                    break;
+                }
+            }
+        }
+        for (&(_, present), &node) in pushes.iter().zip(&nodes) {
+            self.count_at(node, &Counts::Present(present));
+        }
+        self.st.pair_pushes = pushes;
+        self.st.pair_pushes.clear();
+        self.st.pair_nodes = nodes;
+        r
     }
 
     /// The first row at or after `from` named by dictionary id `id`. The
@@ -2486,6 +2539,12 @@ impl<C: CustomerView> Interp<'_, C> {
         }
     }
 }
+
+/// The most pushes a pair walk holds before counting them.
+const PAIR_BATCH: usize = 64;
+
+/// The most listed rows a pair walk asks the CPU to load up front.
+const PREFETCH_ROWS: usize = 32;
 
 /// An event-name id as a customer's rows store it (two or four bytes).
 trait NameWidth: Copy + PartialEq {

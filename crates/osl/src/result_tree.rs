@@ -765,6 +765,16 @@ impl ResultTree {
         }
     }
 
+    /// Asks the CPU to load `node`'s record (a hint).
+    #[inline]
+    pub(crate) fn prefetch_record(&self, node: u32) {
+        prefetch(
+            self.words
+                .as_ptr()
+                .wrapping_add(node as usize * self.record),
+        );
+    }
+
     fn record_mut(&mut self, node: u32) -> Option<&mut [u64]> {
         let i = node as usize * self.record;
         self.words.get_mut(i..i + self.record)

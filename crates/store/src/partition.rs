@@ -128,6 +128,19 @@ impl Events {
         &self.cells[self.cell_start.get(i) as usize..self.cell_start.get(i + 1) as usize]
     }
 
+    /// Asks the CPU to load the first cells of row `i` (a hint: reads one
+    /// offset, faults on nothing).
+    #[inline]
+    pub fn prefetch_row(&self, i: usize) {
+        if i < self.stamps.len() {
+            prefetch(
+                self.cells
+                    .as_ptr()
+                    .wrapping_add(self.cell_start.get(i) as usize),
+            );
+        }
+    }
+
     /// Inserts a row at `at` with its cells already encoded in `row`.
     fn insert(&mut self, at: usize, stamp: i64, name: u32, row: &[u8]) {
         if self.cell_start.is_empty() {
