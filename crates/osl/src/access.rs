@@ -26,6 +26,10 @@ pub struct RowAccess {
     pub customer_props: bool,
     /// The customer id (`id` in an expression).
     pub id: bool,
+    /// The program is one pair walk over the rows of one event
+    /// (`crate::pair_walk`): where the store lists that event's rows, the
+    /// run reads nothing of the rows but the cells of those rows.
+    pub listed_cells: bool,
 }
 
 impl RowAccess {

@@ -341,6 +341,8 @@ fn compile_inner(
         key_chain.as_ref().map(|(t, _)| t),
         &id_only_vars,
     );
+    row_access.listed_cells =
+        stmts.len() == 1 && pair_walk.as_ref().is_some_and(|w| w.outer == w.inner);
     let row_loop_names = stepped_loop_names(&stmts, &parsed.texts);
     Ok(Program {
         pair_walk,

@@ -2428,7 +2428,15 @@ fn pair_walks_answer_as_the_general_loops_do() {
         data.list_rows = list_rows;
         for (src, marked) in &scripts {
             let twin = src.replace("where event.is(", "where true && event.is(");
-            assert_eq!(compile_ok(src).pair_walk.is_some(), *marked, "{src}");
+            let prog = compile_ok(src);
+            assert_eq!(prog.pair_walk.is_some(), *marked, "{src}");
+            // Only a walk within one event reads nothing but its rows' cells.
+            let one_event = src.matches("event.is(== \"purchase\")").count() == 2;
+            assert_eq!(
+                prog.row_access().listed_cells,
+                *marked && one_event,
+                "{src}"
+            );
             assert!(compile_ok(&twin).pair_walk.is_none(), "{twin}");
             let opts = RenderOptions::default();
             let (interned, plain) = interned_and_plain(&data, src, &opts);

@@ -255,6 +255,10 @@ pub fn for_each_customer<E>(
 ) -> Result<(), E> {
     const HEADER_AHEAD: usize = 8;
     const ROWS_AHEAD: usize = 2;
+    // Listed rows: where their cells start, then (at `ROWS_AHEAD`) the
+    // cells, for at most this many rows a customer.
+    const LISTED_AHEAD: usize = 4;
+    const LISTED_ROWS: usize = 16;
     let listed: Option<Vec<u32>> = chosen.map(|b| b.iter().collect());
     let count = listed.as_ref().map_or(tp.customers.len(), Vec::len);
     let index_at = |k: usize| -> Option<u32> {
@@ -264,11 +268,21 @@ pub fn for_each_customer<E>(
         }
     };
     let customer_at = |k: usize| index_at(k).and_then(|ci| tp.customers.get(ci as usize));
-    let plan = prefetch_plan(access, session_time);
+    let mut plan = prefetch_plan(access, session_time);
+    // A pair walk over listed rows reads only the cells of those rows:
+    // ask for exactly those (where the rows' cells start, then the cells)
+    // instead of the first lines of every column.
+    let listed = match name_rows {
+        [(_, rows)] if access.listed_cells => Some(rows.as_ref()),
+        _ => None,
+    };
+    if listed.is_some() {
+        plan = RowPrefetch::default();
+    }
     let rows = plan != RowPrefetch::default();
     // Runs that read rows or customer properties (or the id, which any
     // script may) need more than the first line of the customer.
-    let whole_header = plan.rows || plan.props || access.id;
+    let whole_header = plan.rows || plan.props || access.id || listed.is_some();
     let control = crate::control::current();
     // A handful of event names is searched faster in a list than through
     // the index's two hash maps, once per customer.
@@ -290,6 +304,18 @@ pub fn for_each_customer<E>(
         if rows {
             if let Some(c) = customer_at(k + ROWS_AHEAD) {
                 c.prefetch(plan);
+            }
+        }
+        if let Some(list) = listed {
+            if let Some((i, c)) = index_at(k + LISTED_AHEAD).zip(customer_at(k + LISTED_AHEAD)) {
+                for &r in list.of(i).iter().take(LISTED_ROWS) {
+                    c.events.prefetch_row_start(r as usize);
+                }
+            }
+            if let Some((i, c)) = index_at(k + ROWS_AHEAD).zip(customer_at(k + ROWS_AHEAD)) {
+                for &r in list.of(i).iter().take(LISTED_ROWS) {
+                    c.events.prefetch_row(r as usize);
+                }
             }
         }
         let Some(index) = index_at(k) else { break };

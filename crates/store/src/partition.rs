@@ -128,6 +128,12 @@ impl Events {
         &self.cells[self.cell_start.get(i) as usize..self.cell_start.get(i + 1) as usize]
     }
 
+    /// Asks the CPU to load where row `i`'s cells start (a hint).
+    #[inline]
+    pub fn prefetch_row_start(&self, i: usize) {
+        prefetch(self.cell_start.addr(i).0);
+    }
+
     /// Asks the CPU to load the first cells of row `i` (a hint: reads one
     /// offset, faults on nothing).
     #[inline]
