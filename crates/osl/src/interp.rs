@@ -1216,12 +1216,6 @@ impl<C: CustomerView> Interp<'_, C> {
             (Some(rows), true) => rows,
             _ => &[],
         };
-        // Every listed row's properties will be read: ask for them all
-        // now, so their cache misses overlap instead of following one
-        // another.
-        for &row in listed.iter().take(PREFETCH_ROWS) {
-            c.prefetch_row(row as usize);
-        }
         let mut ids = [0u32; 2];
         let mut next = 0;
         let mut k = 0;
@@ -2542,9 +2536,6 @@ impl<C: CustomerView> Interp<'_, C> {
 
 /// The most pushes a pair walk holds before counting them.
 const PAIR_BATCH: usize = 64;
-
-/// The most listed rows a pair walk asks the CPU to load up front.
-const PREFETCH_ROWS: usize = 32;
 
 /// An event-name id as a customer's rows store it (two or four bytes).
 trait NameWidth: Copy + PartialEq {

@@ -45,11 +45,6 @@ pub trait CustomerView {
     fn event(&self, row: usize) -> u32;
     /// Cells of event property `prop` (schema index) at `row`.
     fn values(&self, row: usize, prop: u32) -> Self::Values<'_>;
-    /// A hint that the run will soon read the properties of `row`: a
-    /// store may ask the CPU to load them (default: nothing).
-    fn prefetch_row(&self, row: usize) {
-        let _ = row;
-    }
     /// The rows named by dictionary id `id`, ascending, when the store
     /// keeps them listed (`None`: search the names).
     fn rows_named(&self, id: u32) -> Option<&[u32]> {

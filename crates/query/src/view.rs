@@ -157,9 +157,6 @@ impl CustomerView for StoredCustomer<'_> {
             .find(|(name, _)| *name == id)
             .map(|(_, rows)| rows.of(self.index))
     }
-    fn prefetch_row(&self, row: usize) {
-        self.customer.events.prefetch_row(row);
-    }
     fn columns(&self) -> (&[i64], osl::NameIds<'_>) {
         let names = match self.customer.events.names.as_slice() {
             NarrowSlice::Narrow(n) => osl::NameIds::Narrow(n),
