@@ -110,9 +110,9 @@ impl Program {
         self.row_access
     }
 
-    /// The event names whose rows the program's guarded row loops step
-    /// through (`each_row where event.is(== "x")`, every row or the next
-    /// one): a store that lists a name's rows per customer
+    /// The event names whose rows the program's guarded forward row loops
+    /// step through (`each_row where event.is(== "x") ...`, any modifiers
+    /// but `.reverse()`): a store that lists a name's rows per customer
     /// ([`crate::CustomerView::rows_named`]) spares those loops the search.
     pub fn row_loop_names(&self) -> &[Arc<str>] {
         &self.row_loop_names
@@ -596,13 +596,15 @@ fn mark_pushes(
     }
 }
 
-/// The texts of the event names guarding loops the interpreter steps
-/// through row by row (the guard alone, over every row or the next one).
+/// The texts of the event names guarding forward row loops: the
+/// interpreter steps through their rows where the store lists them.
 fn stepped_loop_names(stmts: &[Stmt], texts: &[Arc<str>]) -> Vec<Arc<str>> {
     let mut names: Vec<Arc<str>> = Vec::new();
     each_stmt(stmts, &mut |s| {
-        if let Stmt::EachRow { plan, .. } = s {
-            let stepped = plan.guard_only && plan.shape != crate::ast::LoopShape::Other;
+        if let Stmt::EachRow { plan, mods, .. } = s {
+            // Forward loops guarded by a name step from one row of it to
+            // the next (`Interp::rows_named`, `Interp::scan_in`).
+            let stepped = !mods.reverse;
             let text = plan.guard.and_then(|i| texts.get(i as usize));
             if let (true, Some(t)) = (stepped, text) {
                 if !names.contains(t) {

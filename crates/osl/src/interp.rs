@@ -928,8 +928,14 @@ impl<C: CustomerView> Interp<'_, C> {
         if only_event == Some(None) || guard.is_some() && guard_in.is_none() {
             i = -1;
         }
+        // A forward scan for a name whose rows the store lists goes from
+        // one listed row to the next instead of reading names.
+        let listed = match guard {
+            Some(id) if d > 0 => self.c.rows_named(id),
+            _ => None,
+        };
         let jump = match guard {
-            Some(id) if d > 0 => Some(self.jump_slot(id)),
+            Some(id) if d > 0 && listed.is_none() => Some(self.jump_slot(id)),
             _ => None,
         };
         // Unbounded scans never read stamps (a cold cache line per match).
@@ -957,6 +963,11 @@ impl<C: CustomerView> Interp<'_, C> {
             // Rows of other events are passed over without a call.
             if let Some(id) = guard_in {
                 if names.get(i as usize) != Some(&id) {
+                    if let Some(rows) = listed {
+                        let k = rows.partition_point(|&r| i64::from(r) < i);
+                        i = rows.get(k).map_or(n, |&r| i64::from(r));
+                        continue;
+                    }
                     if let Some(j) = jump {
                         if self.st.jumps[j].built {
                             i = i64::from(self.st.jumps[j].next[i as usize]);

@@ -2456,6 +2456,55 @@ fn pair_walks_answer_as_the_general_loops_do() {
 }
 
 #[test]
+fn guarded_scans_step_through_listed_rows_as_through_the_names() {
+    // A forward loop guarded by an event name goes from one listed row of
+    // it to the next where the store lists them (`CustomerView::rows_named`),
+    // whatever its other modifiers. Each script answers the same with the
+    // rows listed or searched, and as its twin with the guard hidden.
+    let mut data = purchases(&[
+        &[
+            Some("dune"),
+            Some("emma"),
+            Some("dune"),
+            None,
+            Some("ulysses"),
+        ],
+        &[Some("emma"), None, Some("dune"), Some("dune"), Some("emma")],
+        &[None, Some("dune"), Some("x"), Some("dune"), Some("emma")],
+        &[Some("dune")],
+    ]);
+    let scripts = [
+        // A funnel of windowed look-aheads (each row is a minute apart).
+        "each_row where event.is(== \"view\")\n  t0 = stamp\n  << \"1_view\"\n  \
+         each_row.continue().next().look_ahead(2_minutes, t0).limit(1) where event.is(== \"purchase\")\n    \
+         << \"2_purchase\"\n    \
+         each_row.continue().next().look_ahead(3_minutes, t0).limit(1) where event.is(== \"purchase\")\n      \
+         << \"3_purchase\"\n    end\n  end\nend\n",
+        // A condition after the guard, a start row and a limit.
+        "each_row.from(1).limit(2) where event.is(== \"purchase\") && qty > 1\n  << title, qty\nend\n",
+        // Every later row of a name, from each row of another.
+        "each_row where event.is(== \"purchase\")\n  \
+         each_row.continue().next() where event.is(== \"view\")\n    << title\n  end\nend\n",
+        // Backwards: searched either way.
+        "each_row.reverse().limit(2) where event.is(== \"purchase\")\n  << title\nend\n",
+    ];
+    let opts = RenderOptions::default();
+    for src in scripts {
+        let twin = src.replace("where event.is(", "where true && event.is(");
+        data.list_rows = false;
+        let searched = event_query_on(&data, src, &opts);
+        assert_ne!(searched["_"], json!([]), "pushed nothing:\n{src}");
+        assert_eq!(searched, event_query_on(&data, &twin, &opts), "{src}");
+        data.list_rows = true;
+        assert_eq!(
+            searched,
+            event_query_on(&data, src, &opts),
+            "listed:\n{src}"
+        );
+    }
+}
+
+#[test]
 fn chains_that_cannot_be_numbered_fall_back_to_text() {
     let pairs = |push: &str, before: &str| {
         format!(
