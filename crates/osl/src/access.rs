@@ -26,6 +26,9 @@ pub struct RowAccess {
     pub customer_props: bool,
     /// The customer id (`id` in an expression).
     pub id: bool,
+    /// Some row scan or filter has a time scope: it reads the stamps of
+    /// the rows it passes.
+    pub scoped: bool,
     /// The program is one pair walk over the rows of one event
     /// (`crate::pair_walk`): where the store lists that event's rows, the
     /// run reads nothing of the rows but the cells of those rows.
@@ -114,6 +117,7 @@ impl RowAccess {
     }
 
     fn scope(&mut self, s: &TimeScope) {
+        self.scoped |= s.is_some();
         if let Some((a, b)) = &s.range {
             self.expr(a);
             self.expr(b);

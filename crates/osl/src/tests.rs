@@ -1984,6 +1984,10 @@ fn row_access_names_what_a_run_reads() {
     assert!(access("return(title.ever(== \"Dune\"))").cells);
     assert!(access("x = sum(qty)\nreturn(x)").cells);
     assert!(!access("return(session_count)").cells);
+    // Time scopes read the stamps of the rows they pass.
+    assert!(!names_only.scoped);
+    assert!(access("each_row.look_ahead(2_days, first_stamp)\n  << \"x\"\nend\n").scoped);
+    assert!(access("return(title.within(1_days, last_stamp).ever(== \"Dune\"))").scoped);
 }
 
 #[test]

@@ -221,9 +221,11 @@ impl CustomerView for StoredCustomer<'_> {
 fn prefetch_plan(access: RowAccess, session_time: i64) -> RowPrefetch {
     RowPrefetch {
         first_stamp: access.first_stamp,
-        // Only session counts read every stamp, and the customer keeps
-        // those for the default session time.
-        stamps: access.stamps && session_time != SESSION_GAP,
+        // Session counts read every stamp (the customer keeps those for
+        // the default session time), and scans in a time window the
+        // stamps of the rows they pass: a look-ahead's jump to a listed
+        // row far on is otherwise a miss on its stamp.
+        stamps: access.stamps && session_time != SESSION_GAP || access.scoped,
         rows: access.rows,
         cells: access.cells,
         props: access.customer_props,
