@@ -1213,6 +1213,9 @@ impl<C: CustomerView> Interp<'_, C> {
         r.map(|()| Flow::Normal)
     }
 
+    /// [`Self::pair_walk`]'s rows: `outer` and `inner` are the names'
+    /// dictionary ids, `space` the tree's key space (taken out of the run
+    /// state for the walk).
     fn pair_walk_rows(
         &mut self,
         w: &PairWalk,
@@ -1251,7 +1254,7 @@ impl<C: CustomerView> Interp<'_, C> {
             let mut filed = true;
             for (i, part) in w.parts.iter().enumerate() {
                 let raw = match *part {
-                    PartSource::Noted(k) => match w.notes.get(k) {
+                    PartSource::Noted(note) => match w.notes.get(note) {
                         Some(&(_, index)) => self.first_value(row, index),
                         None => None,
                     },

@@ -505,10 +505,10 @@ impl Spare {
 /// run: each doubling copies the table and the records into memory the
 /// allocator has often just handed back to the OS, so every page of it
 /// faults again (about 490 page faults per run of the pairs query of
-/// `bench/`; 12 with these kept). Trees that grow take these instead, as large as
-/// the last queries needed. At most [`MAX_SPARES`] are kept, the largest,
-/// and none over [`MAX_SPARE_BYTES`]: a handful of MiB stays resident
-/// between queries instead of going back and forth.
+/// `bench/`; 12 with these kept). Trees that grow take these instead, as
+/// large as the last queries needed. At most [`MAX_SPARES`] are kept, the
+/// largest, and none over [`MAX_SPARE_BYTES`]: a handful of MiB stays
+/// resident between queries instead of going back and forth.
 static SPARES: std::sync::Mutex<Vec<Spare>> = std::sync::Mutex::new(Vec::new());
 /// How many trees' buffers [`SPARES`] keeps (a query of two workers has
 /// three growing trees: one per worker and the merged one).

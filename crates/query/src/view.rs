@@ -271,17 +271,17 @@ pub fn for_each_customer<E>(
     // A pair walk over listed rows reads only the cells of those rows:
     // ask for exactly those (where the rows' cells start, then the cells)
     // instead of the first lines of every column.
-    let listed = match name_rows {
+    let listed_rows = match name_rows {
         [(_, rows)] if access.listed_cells => Some(rows.as_ref()),
         _ => None,
     };
-    if listed.is_some() {
+    if listed_rows.is_some() {
         plan = RowPrefetch::default();
     }
     let rows = plan != RowPrefetch::default();
     // Runs that read rows or customer properties (or the id, which any
     // script may) need more than the first line of the customer.
-    let whole_header = plan.rows || plan.props || access.id || listed.is_some();
+    let whole_header = plan.rows || plan.props || access.id || listed_rows.is_some();
     let control = crate::control::current();
     // A handful of event names is searched faster in a list than through
     // the index's two hash maps, once per customer.
@@ -305,7 +305,7 @@ pub fn for_each_customer<E>(
                 c.prefetch(plan);
             }
         }
-        if let Some(list) = listed {
+        if let Some(list) = listed_rows {
             if let Some((i, c)) = index_at(k + LISTED_AHEAD).zip(customer_at(k + LISTED_AHEAD)) {
                 for &r in list.of(i).iter().take(LISTED_ROWS) {
                     c.events.prefetch_row_start(r as usize);
