@@ -322,6 +322,25 @@ pub fn each_stmt<'a>(stmts: &'a [Stmt], f: &mut impl FnMut(&'a Stmt)) {
     }
 }
 
+/// [`each_stmt`] with each statement handed over mutably.
+pub fn each_stmt_mut(stmts: &mut [Stmt], f: &mut impl FnMut(&mut Stmt)) {
+    for s in stmts {
+        f(s);
+        match s {
+            Stmt::If { arms, otherwise } => {
+                for (_, body) in arms {
+                    each_stmt_mut(body, f);
+                }
+                if let Some(body) = otherwise {
+                    each_stmt_mut(body, f);
+                }
+            }
+            Stmt::For { body, .. } | Stmt::EachRow { body, .. } => each_stmt_mut(body, f),
+            _ => {}
+        }
+    }
+}
+
 /// Renders statements as an indented, readable listing.
 pub fn listing(
     stmts: &[Stmt],

@@ -23,7 +23,7 @@
 //! cannot file that way (a missing value, a text the key space cannot
 //! number) goes through the general push, so answers never differ.
 
-use crate::ast::{Expr, LoopShape, Stmt};
+use crate::ast::{each_stmt_mut, Expr, LoopShape, Stmt};
 use crate::key_space::{KeyTemplate, TemplateItem};
 use crate::schema::PropKind;
 use crate::Pos;
@@ -48,10 +48,7 @@ pub(crate) struct PairWalk {
     pub notes: Vec<(u32, u32)>,
     /// The push's varying parts, left to right.
     pub parts: Vec<PartSource>,
-    /// The inner loop's and the push's positions (as the general path
-    /// records them, for errors).
-    pub inner_pos: Pos,
-    /// The push's position.
+    /// The push's position (for errors, as the general path records it).
     pub push_pos: Pos,
 }
 
@@ -67,7 +64,7 @@ pub(crate) fn mark(
 ) -> Option<PairWalk> {
     let chain = chain?;
     let mut found = None;
-    walk_mut(stmts, &mut |s| {
+    each_stmt_mut(stmts, &mut |s| {
         if found.is_some() {
             return;
         }
@@ -115,7 +112,6 @@ fn plan_of(s: &Stmt, chain: &KeyTemplate, id_only: &[u32]) -> Option<PairWalk> {
     let Stmt::EachRow {
         plan: inner_plan,
         body: inner_body,
-        pos: inner_pos,
         ..
     } = last
     else {
@@ -150,26 +146,6 @@ fn plan_of(s: &Stmt, chain: &KeyTemplate, id_only: &[u32]) -> Option<PairWalk> {
         inner,
         notes,
         parts,
-        inner_pos: *inner_pos,
         push_pos: *push_pos,
     })
-}
-
-/// Calls `f` on every statement, nested ones included, mutably.
-fn walk_mut(stmts: &mut [Stmt], f: &mut impl FnMut(&mut Stmt)) {
-    for s in stmts {
-        f(s);
-        match s {
-            Stmt::If { arms, otherwise } => {
-                for (_, body) in arms {
-                    walk_mut(body, f);
-                }
-                if let Some(body) = otherwise {
-                    walk_mut(body, f);
-                }
-            }
-            Stmt::For { body, .. } | Stmt::EachRow { body, .. } => walk_mut(body, f),
-            _ => {}
-        }
-    }
 }

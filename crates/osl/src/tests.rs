@@ -2344,6 +2344,25 @@ fn interned_chain_pushes_render_as_their_texts() {
     assert_eq!(merged.render(&RenderOptions::default()), plain);
 }
 
+/// Four customers' purchases (every third row a view) for the looping
+/// tests, titles missing on some rows, then the customers of `more`.
+fn looped_purchases(more: &[&[Option<&str>]]) -> TestPartition {
+    let mut all: Vec<&[Option<&str>]> = vec![
+        &[
+            Some("dune"),
+            Some("emma"),
+            Some("dune"),
+            None,
+            Some("ulysses"),
+        ],
+        &[Some("emma"), None, Some("dune"), Some("dune"), Some("emma")],
+        &[None, Some("dune"), Some("x"), Some("dune"), Some("emma")],
+        &[Some("dune")],
+    ];
+    all.extend_from_slice(more);
+    purchases(&all)
+}
+
 #[test]
 fn pair_walks_answer_as_the_general_loops_do() {
     // `crate::pair_walk`: a loop over every row of one event that notes
@@ -2358,20 +2377,7 @@ fn pair_walks_answer_as_the_general_loops_do() {
     let long: Vec<Option<&str>> = (0..300)
         .map(|i| books[(i * i + i / 7) % 4].filter(|_| i % 97 != 50))
         .collect();
-    let mut data = purchases(&[
-        &[
-            Some("dune"),
-            Some("emma"),
-            Some("dune"),
-            None,
-            Some("ulysses"),
-        ],
-        &[Some("emma"), None, Some("dune"), Some("dune"), Some("emma")],
-        &long,
-        &[None, Some("dune"), Some("x"), Some("dune"), Some("emma")],
-        &[Some("dune")],
-        &[],
-    ]);
+    let mut data = looped_purchases(&[&long, &[]]);
     let script = |select: &str, outer: &str, inner: &str, before: &str, push: &str| {
         format!(
             "{select}each_row where event.is(== \"{outer}\")\n  {before}\n  \
@@ -2465,18 +2471,7 @@ fn guarded_scans_step_through_listed_rows_as_through_the_names() {
     // it to the next where the store lists them (`CustomerView::rows_named`),
     // whatever its other modifiers. Each script answers the same with the
     // rows listed or searched, and as its twin with the guard hidden.
-    let mut data = purchases(&[
-        &[
-            Some("dune"),
-            Some("emma"),
-            Some("dune"),
-            None,
-            Some("ulysses"),
-        ],
-        &[Some("emma"), None, Some("dune"), Some("dune"), Some("emma")],
-        &[None, Some("dune"), Some("x"), Some("dune"), Some("emma")],
-        &[Some("dune")],
-    ]);
+    let mut data = looped_purchases(&[]);
     let scripts = [
         // A funnel of windowed look-aheads (each row is a minute apart).
         "each_row where event.is(== \"view\")\n  t0 = stamp\n  << \"1_view\"\n  \

@@ -267,6 +267,8 @@ pub fn for_each_customer<E>(
         }
     };
     let customer_at = |k: usize| index_at(k).and_then(|ci| tp.customers.get(ci as usize));
+    let indexed_at =
+        |k: usize| index_at(k).and_then(|ci| Some((ci, tp.customers.get(ci as usize)?)));
     let mut plan = prefetch_plan(access, session_time);
     // A pair walk over listed rows reads only the cells of those rows:
     // ask for exactly those (where the rows' cells start, then the cells)
@@ -306,12 +308,12 @@ pub fn for_each_customer<E>(
             }
         }
         if let Some(list) = listed_rows {
-            if let Some((i, c)) = index_at(k + LISTED_AHEAD).zip(customer_at(k + LISTED_AHEAD)) {
+            if let Some((i, c)) = indexed_at(k + LISTED_AHEAD) {
                 for &r in list.of(i).iter().take(LISTED_ROWS) {
                     c.events.prefetch_row_start(r as usize);
                 }
             }
-            if let Some((i, c)) = index_at(k + ROWS_AHEAD).zip(customer_at(k + ROWS_AHEAD)) {
+            if let Some((i, c)) = indexed_at(k + ROWS_AHEAD) {
                 for &r in list.of(i).iter().take(LISTED_ROWS) {
                     c.events.prefetch_row(r as usize);
                 }
